@@ -1,0 +1,347 @@
+"""Experiment configs: load, validate (every problem at once), expand into runs.
+
+A run is one (network, prompt or initial image, seed). Its identity, ``run_id``, is the first
+16 hex digits of the sha256 of its canonical specification::
+
+    {"network": [{"name": <model>, "params": {<output-changing parameters>}}, ...],
+     "prompt": <text or null>, "initial_image_sha256": <sha256 of the pixels or null>,
+     "seed": <int>}
+
+serialised as JSON with sorted keys and no spaces. ``max_length`` is not part of it: a longer
+run extends the stored prefix of a shorter one, and the same run named by two experiments is
+one run. Model aliases resolve to the canonical name first, so ``clip-vit-base-patch32`` and
+``CLIP-ViT-B-32`` name the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from tracer_pipeline.errors import ConfigError, UnknownModelError
+from tracer_pipeline.models.base import Modality, ModelKind, output_digest
+from tracer_pipeline.models.registry import get_model
+
+# Persistence diagrams of a trajectory cost about N^3: at 2,000 points full Rips already takes
+# tens of seconds and GBs of memory, at 5,000 it is out of reach on a laptop.
+MAX_LENGTH_LIMIT = 5000
+MAX_SEED = 2**63 - 1
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+KNOWN_KEYS = {
+    "name", "networks", "seeds", "prompts", "initial_images", "embedding_models", "max_length",
+    "stop_when_stuck", "max_homology_dim", "seed_schedule",
+}
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a network, a starting prompt or image, and a seed."""
+
+    network: tuple[str, ...]
+    seed: int
+    prompt: str | None = None
+    initial_image_path: str | None = None
+    initial_image_sha256: str | None = None
+
+    def canonical(self) -> dict[str, Any]:
+        return {
+            "network": [get_model(name).identity() for name in self.network],
+            "prompt": self.prompt,
+            "initial_image_sha256": self.initial_image_sha256,
+            "seed": self.seed,
+        }
+
+    @cached_property
+    def run_id(self) -> str:
+        return sha256_hex(canonical_json(self.canonical()))[:16]
+
+
+@dataclass(frozen=True)
+class SeedSchedule:
+    cron: str
+    new_seeds: int
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment config. ``raw`` is the config exactly as given."""
+
+    name: str
+    source: str
+    networks: tuple[tuple[str, ...], ...]
+    seeds: tuple[int, ...]
+    prompts: tuple[str, ...]
+    initial_images: tuple[tuple[str, str], ...]  # (path, pixel sha256)
+    embedding_models: tuple[str, ...]
+    max_length: int
+    stop_when_stuck: bool = True
+    max_homology_dim: int = 1
+    seed_schedule: SeedSchedule | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def config_hash(self) -> str:
+        return sha256_hex(canonical_json(self.raw))
+
+    def runs(self, extra_seeds: tuple[int, ...] = ()) -> list[RunSpec]:
+        """runs = networks × (prompts or initial images) × seeds, in config order."""
+        specs: list[RunSpec] = []
+        for network in self.networks:
+            starts_with_text = get_model(network[0]).input_modality is Modality.TEXT
+            for seed in (*self.seeds, *extra_seeds):
+                if starts_with_text:
+                    specs.extend(RunSpec(network, seed, prompt=p) for p in self.prompts)
+                else:
+                    specs.extend(
+                        RunSpec(network, seed, initial_image_path=path, initial_image_sha256=digest)
+                        for path, digest in self.initial_images
+                    )
+        return specs
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _string_list(data: dict, key: str, problems: list[str], what: str) -> list[str]:
+    value = data[key]
+    if not isinstance(value, list):
+        problems.append(f"{key}: expected a list of {what}, got {_type_name(value)}")
+        return []
+    if not value:
+        problems.append(f"{key}: is empty; give at least one {what.rstrip('s')}")
+        return []
+    good: list[str] = []
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            problems.append(f"{key}[{i}]: expected a non-empty string, got {_type_name(item)}")
+        elif item in seen:
+            problems.append(f"{key}[{i}]: duplicate {what.rstrip('s')} {item!r}")
+        else:
+            seen.add(item)
+            good.append(item)
+    return good
+
+
+def _check_networks(data: dict, problems: list[str]) -> list[tuple[str, ...]]:
+    value = data["networks"]
+    if not isinstance(value, list):
+        problems.append(f"networks: expected a list of networks (lists of model names), got {_type_name(value)}")
+        return []
+    if not value:
+        problems.append("networks: is empty; give at least one network, e.g. [\"DummyT2I\", \"DummyI2T\"]")
+        return []
+    networks: list[tuple[str, ...]] = []
+    for i, network in enumerate(value):
+        if not isinstance(network, list) or not network:
+            problems.append(f"networks[{i}]: expected a non-empty list of model names, got {_type_name(network)}")
+            continue
+        specs = []
+        for j, name in enumerate(network):
+            if not isinstance(name, str):
+                problems.append(f"networks[{i}][{j}]: expected a model name, got {_type_name(name)}")
+                continue
+            try:
+                spec = get_model(name)
+            except UnknownModelError as exc:
+                problems.append(f"networks[{i}][{j}]: {exc}")
+                continue
+            if spec.kind is ModelKind.EMBEDDING:
+                problems.append(
+                    f"networks[{i}][{j}]: {name} is an embedding model; networks are made of "
+                    "text-to-image and image-to-text models (put it in embedding_models)"
+                )
+                continue
+            specs.append(spec)
+        if len(specs) != len(network):
+            continue
+        for j, spec in enumerate(specs):
+            following = specs[(j + 1) % len(specs)]
+            if spec.output_modality is not following.input_modality:
+                where = "the first model (the network is a cycle)" if j == len(specs) - 1 else following.name
+                problems.append(
+                    f"networks[{i}]: {spec.name} outputs {spec.output_modality} but {where} "
+                    f"takes {following.input_modality}; each model's output must be the next "
+                    "model's input"
+                )
+                break
+        else:
+            canonical = tuple(spec.name for spec in specs)
+            if canonical in networks:
+                problems.append(f"networks[{i}]: duplicate network {list(canonical)}")
+            else:
+                networks.append(canonical)
+    return networks
+
+
+def parse_experiment(
+    data: Any, source: str, default_name: str | None = None, base_dir: Path | None = None
+) -> Experiment:
+    """Validate a parsed config; raise :class:`ConfigError` listing every problem found."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"expected a JSON object at the top level, got {_type_name(data)}"])
+    for key in sorted(set(data) - KNOWN_KEYS):
+        problems.append(f"{key}: unknown field (known fields: {', '.join(sorted(KNOWN_KEYS))})")
+    for key in ("networks", "seeds", "embedding_models", "max_length"):
+        if key not in data:
+            problems.append(f"{key}: missing (required)")
+
+    name = data.get("name", default_name)
+    if name is None:
+        problems.append("name: missing, and there is no file name to take it from")
+    elif not isinstance(name, str) or not NAME_PATTERN.match(name):
+        problems.append(
+            f"name: {name!r} must be 1-64 letters, digits, '-' or '_' "
+            "(it names the experiment in the store and in Dagster)"
+        )
+
+    networks = _check_networks(data, problems) if "networks" in data else []
+
+    seeds: list[int] = []
+    if "seeds" in data:
+        value = data["seeds"]
+        if not isinstance(value, list):
+            problems.append(f"seeds: expected a list of integers, got {_type_name(value)}")
+        elif not value:
+            problems.append("seeds: is empty; give at least one seed")
+        else:
+            for i, seed in enumerate(value):
+                if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+                    problems.append(f"seeds[{i}]: expected an integer from 0 to 2**63-1, got {seed!r}")
+                elif seed in seeds:
+                    problems.append(f"seeds[{i}]: duplicate seed {seed}")
+                else:
+                    seeds.append(seed)
+
+    first_inputs = {get_model(n[0]).input_modality for n in networks}
+    prompts: list[str] = []
+    if "prompts" in data:
+        prompts = _string_list(data, "prompts", problems, "prompts")
+        if networks and Modality.TEXT not in first_inputs:
+            problems.append("prompts: no network starts with a text-to-image model; use initial_images")
+    elif Modality.TEXT in first_inputs:
+        problems.append("prompts: missing; networks starting with a text-to-image model need prompts")
+
+    images: list[tuple[str, str]] = []
+    if "initial_images" in data:
+        base = base_dir or Path.cwd()
+        for i, entry in enumerate(_string_list(data, "initial_images", problems, "image paths")):
+            path = (base / entry).resolve()
+            try:
+                with Image.open(path) as image:
+                    images.append((str(path), output_digest(image.convert("RGB"))))
+            except FileNotFoundError:
+                problems.append(f"initial_images[{i}]: file not found: {path}")
+            except (UnidentifiedImageError, OSError) as exc:
+                problems.append(f"initial_images[{i}]: cannot read {path} as an image ({exc})")
+        if networks and Modality.IMAGE not in first_inputs:
+            problems.append("initial_images: no network starts with an image-to-text model; use prompts")
+    elif Modality.IMAGE in first_inputs:
+        problems.append("initial_images: missing; networks starting with an image-to-text model need initial_images")
+
+    embedders: list[str] = []
+    if "embedding_models" in data:
+        for i, emb in enumerate(_string_list(data, "embedding_models", problems, "embedding models")):
+            try:
+                spec = get_model(emb)
+            except UnknownModelError as exc:
+                problems.append(f"embedding_models[{i}]: {exc}")
+                continue
+            if spec.kind is not ModelKind.EMBEDDING:
+                problems.append(f"embedding_models[{i}]: {emb} is a {spec.kind} model, not an embedding model")
+                continue
+            for n, network in enumerate(networks):
+                outputs = {get_model(m).output_modality for m in network}
+                if not outputs & spec.embeds:
+                    problems.append(
+                        f"embedding_models[{i}]: {spec.name} embeds {', '.join(sorted(spec.embeds))} "
+                        f"but networks[{n}] outputs only {', '.join(sorted(outputs))}"
+                    )
+            if spec.name in embedders:
+                problems.append(f"embedding_models[{i}]: duplicate embedding model {spec.name}")
+            else:
+                embedders.append(spec.name)
+
+    max_length = data.get("max_length")
+    if "max_length" in data and (not _is_int(max_length) or not 1 <= max_length <= MAX_LENGTH_LIMIT):
+        problems.append(
+            f"max_length: expected an integer from 1 to {MAX_LENGTH_LIMIT}, got {max_length!r} "
+            f"(persistence diagrams cost about N^3: beyond {MAX_LENGTH_LIMIT} points they take "
+            "hours and tens of GB; split the work into more seeds instead)"
+        )
+
+    stop_when_stuck = data.get("stop_when_stuck", True)
+    if not isinstance(stop_when_stuck, bool):
+        problems.append(f"stop_when_stuck: expected true or false, got {stop_when_stuck!r}")
+    max_dim = data.get("max_homology_dim", 1)
+    if not _is_int(max_dim) or max_dim not in (0, 1, 2):
+        problems.append(f"max_homology_dim: expected 0, 1 or 2, got {max_dim!r}")
+
+    schedule = None
+    if "seed_schedule" in data:
+        schedule = _check_seed_schedule(data["seed_schedule"], problems)
+
+    if problems:
+        raise ConfigError(source, problems)
+    return Experiment(
+        name=name, source=source, networks=tuple(networks), seeds=tuple(seeds),
+        prompts=tuple(prompts), initial_images=tuple(images), embedding_models=tuple(embedders),
+        max_length=max_length, stop_when_stuck=stop_when_stuck, max_homology_dim=max_dim,
+        seed_schedule=schedule, raw=data,
+    )
+
+
+def _check_seed_schedule(value: Any, problems: list[str]) -> SeedSchedule | None:
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if not isinstance(value, dict) or set(value) != {"cron", "new_seeds"}:
+        problems.append('seed_schedule: expected {"cron": "<cron string>", "new_seeds": <integer>}')
+        return None
+    cron, new_seeds = value["cron"], value["new_seeds"]
+    ok = True
+    if not isinstance(cron, str) or not is_valid_cron_string(cron):
+        problems.append(f"seed_schedule.cron: {cron!r} is not a valid cron string (e.g. \"0 3 * * *\")")
+        ok = False
+    if not _is_int(new_seeds) or not 1 <= new_seeds <= 1000:
+        problems.append(f"seed_schedule.new_seeds: expected an integer from 1 to 1000, got {new_seeds!r}")
+        ok = False
+    return SeedSchedule(cron, new_seeds) if ok else None
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate ``path``; the experiment's name defaults to the file name."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc}"]) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(source, [f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
+    return parse_experiment(data, source, default_name=path.stem, base_dir=path.parent.resolve())

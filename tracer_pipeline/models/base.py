@@ -1,0 +1,175 @@
+"""What every model is, as the rest of the pipeline sees it.
+
+A model is described by a :class:`ModelSpec` (registry entry) and, once loaded, is an adapter
+with one batched call: :meth:`GenerativeModel.generate` (inputs and per-item seeds in, one
+output or :class:`ModelFailure` per input out) or :meth:`EmbeddingModel.embed`.
+Adapters know nothing of the database; the database knows nothing of models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+
+class Modality(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+
+
+class ModelKind(StrEnum):
+    TEXT_TO_IMAGE = "text-to-image"
+    IMAGE_TO_TEXT = "image-to-text"
+    EMBEDDING = "embedding"
+
+
+class Family(StrEnum):
+    REAL = "real"
+    TINY = "tiny"
+    DUMMY = "dummy"
+
+
+Output = str | Image.Image
+
+
+@dataclass(frozen=True)
+class ModelFailure:
+    """A model's failure on one input: recorded as that invocation's error, never as an output."""
+
+    error_type: str
+    message: str
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ModelFailure:
+        return cls(type(exc).__name__, str(exc) or repr(exc))
+
+    def __str__(self) -> str:
+        return f"{self.error_type}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model: resolved device and dtype, where weights live, what is allowed."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    model_dir: Path = Path("tracer_data/models")
+    trust_remote_code: frozenset[str] = frozenset()
+
+
+@runtime_checkable
+class GenerativeModel(Protocol):
+    def generate(self, inputs: Sequence[Output], seeds: Sequence[int]) -> list[Output | ModelFailure]:
+        """One output (or failure) per input; item ``i`` is driven by ``seeds[i]`` alone."""
+        ...
+
+
+@runtime_checkable
+class EmbeddingModel(Protocol):
+    dimension: int
+
+    def embed(self, items: Sequence[Output]) -> list[np.ndarray | ModelFailure]:
+        """One L2-normalised float32 vector (or failure) per item."""
+        ...
+
+
+Loader = Callable[["ModelSpec", LoadOptions], "GenerativeModel | EmbeddingModel"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registry entry: what a model is and how it loads.
+
+    ``params`` are the parameters that change outputs: they are part of a run's identity.
+    ``version`` changes when the code or weights change what the model outputs; stored results
+    of an older version are stale and recomputed, never mixed with new ones.
+    """
+
+    name: str
+    kind: ModelKind
+    family: Family
+    description: str
+    loader: Loader = field(repr=False, compare=False)
+    version: str = "1"
+    source: str = "built-in"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    embeds: frozenset[Modality] = frozenset()
+    aliases: tuple[str, ...] = ()
+    weights_available: Callable[[LoadOptions], bool] = field(
+        default=lambda options: True, repr=False, compare=False
+    )
+
+    @property
+    def input_modality(self) -> Modality | None:
+        return {
+            ModelKind.TEXT_TO_IMAGE: Modality.TEXT,
+            ModelKind.IMAGE_TO_TEXT: Modality.IMAGE,
+        }.get(self.kind)
+
+    @property
+    def output_modality(self) -> Modality | None:
+        return {
+            ModelKind.TEXT_TO_IMAGE: Modality.IMAGE,
+            ModelKind.IMAGE_TO_TEXT: Modality.TEXT,
+        }.get(self.kind)
+
+    @property
+    def modalities(self) -> list[str]:
+        if self.kind is ModelKind.EMBEDDING:
+            return sorted(self.embeds)
+        return [f"{self.input_modality}->{self.output_modality}"]
+
+    def identity(self) -> dict[str, Any]:
+        """The part of this model that belongs in a run's identity."""
+        return {"name": self.name, "params": dict(sorted(self.params.items()))}
+
+
+def image_to_png(image: Image.Image) -> bytes:
+    """Lossless, deterministic PNG bytes (no timestamps or other ancillary chunks)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()
+
+
+def png_to_image(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")
+
+
+def output_digest(output: Output) -> str:
+    """sha256 of an output's content: text as UTF-8, an image as its RGB pixels and size."""
+    h = hashlib.sha256()
+    if isinstance(output, str):
+        h.update(b"text\0" + output.encode("utf-8"))
+    else:
+        rgb = output.convert("RGB")
+        h.update(b"image\0" + json.dumps(rgb.size).encode() + b"\0" + rgb.tobytes())
+    return h.hexdigest()
+
+
+def normalise(vector: np.ndarray) -> np.ndarray | ModelFailure:
+    """float32 unit vector, or a failure naming why it cannot be one."""
+    v = np.asarray(vector, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(v)):
+        return ModelFailure("NonFiniteEmbedding", "the embedding contains NaN or infinity")
+    norm = float(np.linalg.norm(v))
+    if norm == 0.0:
+        return ModelFailure("ZeroEmbedding", "the embedding is the zero vector")
+    return (v / norm).astype(np.float32)
+
+
+def check_caption(text: str) -> str | ModelFailure:
+    """A caption, or a failure if the model produced nothing."""
+    text = text.strip()
+    if not text:
+        return ModelFailure("EmptyCaption", "the model produced an empty caption")
+    return text

@@ -1,0 +1,128 @@
+"""The trace store's tables (SQLAlchemy 2.x). Unique constraints enforce the identities:
+an invocation by (run, sequence number), an embedding by (invocation, embedding model), a
+persistence diagram by (run, embedding model, subset, TDA parameters)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ExperimentRow(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(Text)
+    config: Mapped[dict] = mapped_column(JSON)  # as given
+    config_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    run_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    spec: Mapped[dict] = mapped_column(JSON)  # canonical specification the id hashes
+    network: Mapped[list] = mapped_column(JSON)
+    prompt: Mapped[str | None] = mapped_column(Text)
+    initial_image: Mapped[bytes | None] = mapped_column(LargeBinary)  # PNG
+    initial_image_sha256: Mapped[str | None] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    stop_reason: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    completed_at: Mapped[datetime | None] = mapped_column()
+
+
+class ExperimentRunRow(Base):
+    """Which experiments name a run, and what each asks of it."""
+
+    __tablename__ = "experiment_runs"
+    __table_args__ = (UniqueConstraint("experiment_id", "run_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), index=True)
+    max_length: Mapped[int] = mapped_column(Integer)
+    embedding_models: Mapped[list] = mapped_column(JSON)
+    stop_when_stuck: Mapped[bool] = mapped_column(default=True)
+    max_homology_dim: Mapped[int] = mapped_column(Integer, default=1)
+    scheduled: Mapped[bool] = mapped_column(default=False)  # added by the seed schedule
+
+
+class InvocationRow(Base):
+    __tablename__ = "invocations"
+    __table_args__ = (UniqueConstraint("run_id", "sequence_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), index=True)
+    sequence_number: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(32))
+    input_invocation_id: Mapped[int | None] = mapped_column(ForeignKey("invocations.id"))
+    seed: Mapped[int] = mapped_column(Integer)
+    output_type: Mapped[str | None] = mapped_column(String(8))  # "text" | "image"; None on error
+    output_text: Mapped[str | None] = mapped_column(Text)
+    output_image: Mapped[bytes | None] = mapped_column(LargeBinary)  # PNG
+    output_sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column()
+    completed_at: Mapped[datetime] = mapped_column()
+
+
+class EmbeddingRow(Base):
+    __tablename__ = "embeddings"
+    __table_args__ = (UniqueConstraint("invocation_id", "embedding_model"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invocation_id: Mapped[int] = mapped_column(
+        ForeignKey("invocations.id", ondelete="CASCADE"), index=True
+    )
+    embedding_model: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(32))
+    dimension: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PersistenceDiagramRow(Base):
+    __tablename__ = "persistence_diagrams"
+    __table_args__ = (UniqueConstraint("run_id", "embedding_model", "subset", "params_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), index=True)
+    embedding_model: Mapped[str] = mapped_column(String(64))
+    subset: Mapped[str] = mapped_column(String(8))  # "all" | "text" | "image"
+    params: Mapped[dict] = mapped_column(JSON)
+    params_hash: Mapped[str] = mapped_column(String(16))
+    n_points: Mapped[int] = mapped_column(Integer)
+    input_sha256: Mapped[str] = mapped_column(String(64))  # of the embeddings it was computed from
+    homology_dims: Mapped[list] = mapped_column(JSON)
+    points: Mapped[dict] = mapped_column(JSON)  # {"0": [[birth, death], ...], "1": ...}; death may be null (infinite)
+    summary: Mapped[dict] = mapped_column(JSON)
+    duration_s: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
