@@ -24,7 +24,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tracer_pipeline.config import Experiment, RunSpec, canonical_json
 from tracer_pipeline.errors import RunNotRegisteredError, StoreError
-from tracer_pipeline.models.base import ModelFailure, Output, image_to_png, output_digest, png_to_image
+from tracer_pipeline.models.base import (
+    ModelFailure,
+    Output,
+    image_to_png,
+    output_digest,
+    png_to_image,
+)
 from tracer_pipeline.store.schema import (
     Base,
     EmbeddingRow,
@@ -257,6 +263,14 @@ class TraceStore:
             experiments=tuple(sorted(name for _, name in links)),
         )
 
+    def run_spec(self, run_id: str) -> dict:
+        """The canonical specification a run's id is the hash of."""
+        with self.session() as s:
+            spec = s.scalar(select(RunRow.spec).where(RunRow.run_id == run_id))
+        if spec is None:
+            self.get_run(run_id)  # raises the clear "not registered" error
+        return spec
+
     def set_run_status(
         self, run_id: str, status: str, stop_reason: str | None = None, error: str | None = None
     ) -> None:
@@ -421,6 +435,12 @@ class TraceStore:
             duration_s=record.duration_s, created_at=utcnow(),
         )
         with self.session() as s:
+            # One current diagram per (run, model, subset): older parameters are replaced.
+            s.execute(delete(PersistenceDiagramRow).where(
+                PersistenceDiagramRow.run_id == record.run_id,
+                PersistenceDiagramRow.embedding_model == record.embedding_model,
+                PersistenceDiagramRow.subset == record.subset,
+                PersistenceDiagramRow.params_hash != record.params_hash))
             s.execute(self._insert(PersistenceDiagramRow).values(
                 run_id=record.run_id, embedding_model=record.embedding_model, subset=record.subset,
                 params_hash=record.params_hash, **values,

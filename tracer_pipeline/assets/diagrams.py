@@ -1,0 +1,64 @@
+import dagster as dg
+import numpy as np
+
+from tracer_pipeline.assets.embeddings import embeddings
+from tracer_pipeline.assets.metadata import combined_version, table
+from tracer_pipeline.partitions import runs_partitions
+from tracer_pipeline.resources import TraceStoreResource
+from tracer_pipeline.tracing.diagrams import compute_diagrams
+
+VALID_CHECK = "diagrams_valid"
+
+
+@dg.asset(
+    partitions_def=runs_partitions,
+    deps=[embeddings],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    code_version="1",
+    group_name="trace",
+    kinds={"sqlite"},
+    check_specs=[dg.AssetCheckSpec(
+        VALID_CHECK, asset="persistence_diagrams",
+        description="Every bar has birth ≤ death; deaths are finite except exactly one H0 bar per "
+                    "non-empty trajectory.")],
+)
+def persistence_diagrams(context: dg.AssetExecutionContext, store: TraceStoreResource):
+    """Vietoris–Rips persistence diagrams (H0 and H1 by default) of each run's trajectory per
+    embedding model: the whole trajectory and, where both modalities exist, its text-only and
+    image-only parts, with persistent entropy and summary statistics. The infinite H0 bar is
+    kept (death = inf) and excluded from the statistics."""
+    trace = store.get_store()
+    keys = list(context.partition_keys)
+    outcomes = compute_diagrams(trace, keys)
+    rows = [{"run_id": o.run_id, "computed": len(o.computed), "already_stored": len(o.skipped),
+             "seconds": round(o.seconds, 3)} for o in outcomes.values()]
+    stored = trace.diagrams(keys)
+    summary_rows = [{
+        "run_id": d.run_id, "embedding_model": d.embedding_model, "subset": d.subset, "points": d.n_points,
+        **{f"H{dim}_bars": len(d.points.get(dim, [])) for dim in sorted(d.points)},
+        **{f"H{dim}_entropy": round(float(d.summary.get(str(dim), d.summary.get(dim, {})).get("entropy", 0.0)), 4)
+           for dim in sorted(d.points)},
+    } for d in stored[:30]]
+    yield dg.MaterializeResult(
+        metadata={
+            "runs": table(rows),
+            "computed": sum(len(o.computed) for o in outcomes.values()),
+            "skipped_already_stored": sum(len(o.skipped) for o in outcomes.values()),
+            "seconds": round(sum(o.seconds for o in outcomes.values()), 3),
+            "diagrams": table(summary_rows),
+        },
+        data_version=combined_version([trace.content_hash(k, "diagrams") for k in keys]),
+    )
+    problems = []
+    for d in stored:
+        for dim, points in d.points.items():
+            if len(points) and np.any(points[:, 0] > points[:, 1]):
+                problems.append(f"{d.run_id}/{d.embedding_model}/{d.subset}: H{dim} has a bar born after it dies")
+            infinite = int(np.sum(np.isinf(points[:, 1]))) if len(points) else 0
+            expected = 1 if (dim == 0 and d.n_points > 0) else 0
+            if infinite != expected:
+                problems.append(f"{d.run_id}/{d.embedding_model}/{d.subset}: H{dim} has {infinite} infinite bars")
+    yield dg.AssetCheckResult(
+        check_name=VALID_CHECK, passed=not problems,
+        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:50]) or "none")},
+    )

@@ -1,0 +1,93 @@
+import time
+
+import dagster as dg
+
+from tracer_pipeline.assets.metadata import combined_version, table, trajectory_preview
+from tracer_pipeline.assets.runs import runs
+from tracer_pipeline.partitions import runs_partitions
+from tracer_pipeline.resources import ModelPoolResource, TraceStoreResource
+from tracer_pipeline.tracing.invocations import run_invocations
+
+COMPLETE_CHECK = "every_invocation_present_in_order"
+
+
+@dg.asset(
+    partitions_def=runs_partitions,
+    deps=[runs],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    code_version="1",
+    group_name="trace",
+    pool="gpu",
+    kinds={"pytorch", "sqlite"},
+    check_specs=[dg.AssetCheckSpec(
+        COMPLETE_CHECK, asset="invocations",
+        description="Every invocation of the run is stored, numbered 0..n-1 without gaps, each made by the "
+                    "network's model for its position, and the run did not fail.")],
+)
+def invocations(
+    context: dg.AssetExecutionContext, store: TraceStoreResource, models: ModelPoolResource
+):
+    """Invoke each run's network from its prompt (or image) and seed, up to the largest
+    max_length any experiment asks for, storing every invocation as it completes. Resumes from
+    the stored prefix; stops early at an exact fixed point or cycle unless asked to continue.
+    Several runs in one Dagster run advance in lockstep, one batched model call per step."""
+    trace = store.get_store()
+    keys = list(context.partition_keys)
+    started = time.perf_counter()
+    done = [0]
+
+    def progress(inv) -> None:
+        done[0] += 1
+        if done[0] % 25 == 0:
+            context.log.info(f"{done[0]} invocations computed")
+
+    outcomes = run_invocations(trace, models.get_pool(), keys, on_invocation=progress)
+    seconds = time.perf_counter() - started
+    for outcome in outcomes.values():
+        if outcome.error:
+            context.log.error(f"run {outcome.run_id} failed: {outcome.error}")
+    rows = [{"run_id": o.run_id, "computed": o.computed, "already_stored": o.stored_before,
+             "stale_recomputed": o.recomputed_stale, "status": o.status, "stop_reason": o.stop_reason or "",
+             "error": o.error or ""} for o in outcomes.values()]
+    if all(o.status == "failed" for o in outcomes.values()):
+        raise dg.Failure(
+            description="every run in this step failed; what was computed is stored",
+            metadata={"runs": table(rows)},
+        )
+    first = trace.get_run(keys[0])
+    preview = trajectory_preview(first.run_id, first.prompt or "(initial image)", trace.invocations(first.run_id))
+    yield dg.MaterializeResult(
+        metadata={
+            "runs": table(rows),
+            "computed": sum(o.computed for o in outcomes.values()),
+            "skipped_already_stored": sum(o.stored_before for o in outcomes.values()),
+            "failed_runs": sum(o.status == "failed" for o in outcomes.values()),
+            "stuck_runs": sum(o.status == "stuck" for o in outcomes.values()),
+            "seconds": round(seconds, 3),
+            "preview": dg.MetadataValue.md(preview),
+        },
+        data_version=combined_version([trace.content_hash(k, "invocations") for k in keys]),
+    )
+    problems = _completeness_problems(trace, keys)
+    yield dg.AssetCheckResult(
+        check_name=COMPLETE_CHECK, passed=not problems,
+        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")},
+    )
+
+
+def _completeness_problems(trace, run_ids: list[str]) -> list[str]:
+    problems = []
+    for run in trace.get_runs(run_ids):
+        stored = trace.invocations(run.run_id)
+        numbers = [inv.sequence_number for inv in stored]
+        if numbers != list(range(len(stored))):
+            problems.append(f"{run.run_id}: sequence numbers {numbers[:5]}… are not 0..{len(stored) - 1}")
+        wrong = [inv.sequence_number for inv in stored
+                 if inv.model != run.network[inv.sequence_number % len(run.network)]]
+        if wrong:
+            problems.append(f"{run.run_id}: invocations {wrong[:5]} were made by the wrong model")
+        if run.status == "failed":
+            problems.append(f"{run.run_id}: failed: {run.error}")
+        elif run.status == "complete" and len(stored) < run.max_length:
+            problems.append(f"{run.run_id}: {len(stored)} of {run.max_length} invocations stored")
+    return problems

@@ -1,0 +1,40 @@
+import dagster as dg
+
+from tracer_pipeline.assets.metadata import combined_version, table
+from tracer_pipeline.config import canonical_json, sha256_hex
+from tracer_pipeline.errors import StoreError
+from tracer_pipeline.partitions import runs_partitions
+from tracer_pipeline.resources import TraceStoreResource
+
+
+@dg.asset(
+    partitions_def=runs_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    code_version="1",
+    group_name="trace",
+    kinds={"sqlite"},
+)
+def runs(context: dg.AssetExecutionContext, store: TraceStoreResource) -> dg.MaterializeResult:
+    """A run's specification (network, prompt or initial image, seed) and the experiments that
+    name it, as registered in the trace store. The partition key is the run id: the hash of the
+    canonical specification, which is checked here."""
+    trace = store.get_store()
+    records = [trace.get_run(key) for key in context.partition_keys]
+    for record in records:
+        spec = trace.run_spec(record.run_id)
+        if sha256_hex(canonical_json(spec))[:16] != record.run_id:
+            raise StoreError(f"run {record.run_id}: stored specification does not hash to its id")
+    rows = [{
+        "run_id": r.run_id, "network": " → ".join(r.network),
+        "start": r.prompt if r.prompt is not None else "(initial image)", "seed": r.seed,
+        "max_length": r.max_length, "experiments": ", ".join(r.experiments),
+        "embedding_models": ", ".join(r.embedding_models),
+    } for r in records]
+    metadata: dict = {"runs": table(rows), "count": len(records)}
+    if len(records) == 1:
+        metadata["spec"] = dg.MetadataValue.json(trace.run_spec(records[0].run_id))
+    return dg.MaterializeResult(
+        metadata=metadata,
+        data_version=combined_version([trace.content_hash(r.run_id, "runs") for r in records]),
+    )
+

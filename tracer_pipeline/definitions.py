@@ -1,0 +1,22 @@
+"""Everything Dagster sees: assets, job, sensor, schedules, resources, executor."""
+
+import dagster as dg
+
+from tracer_pipeline.jobs import TRACE_ASSETS, trace_job
+from tracer_pipeline.resources import ModelPoolResource, TraceStoreResource
+from tracer_pipeline.schedules import seed_schedules
+from tracer_pipeline.sensors import experiments_sensor
+
+defs = dg.Definitions(
+    assets=TRACE_ASSETS,
+    jobs=[trace_job],
+    sensors=[experiments_sensor],
+    schedules=seed_schedules(),
+    resources={
+        "store": TraceStoreResource.from_environment(),
+        "models": ModelPoolResource.from_environment(),
+    },
+    # In-process: models stay loaded for the whole Dagster run (a step in its own process
+    # would reload every model and cost about 2 s more).
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,22 @@
+import dagster as dg
+
+from tracer_pipeline.assets.diagrams import persistence_diagrams
+from tracer_pipeline.assets.embeddings import embeddings
+from tracer_pipeline.assets.invocations import invocations
+from tracer_pipeline.assets.runs import runs
+from tracer_pipeline.partitions import runs_partitions
+
+TRACE_ASSETS = [runs, invocations, embeddings, persistence_diagrams]
+
+trace_job = dg.define_asset_job(
+    "trace",
+    selection=dg.AssetSelection.assets(*TRACE_ASSETS),
+    partitions_def=runs_partitions,
+    description="Run, embed and compute persistence diagrams for run partitions. Launched with a "
+                "partition range, the runs in it advance in lockstep with batched model calls.",
+)
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """Tags that make one Dagster run cover the partitions from ``first`` to ``last``."""
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}

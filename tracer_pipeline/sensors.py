@@ -1,0 +1,71 @@
+"""The experiments sensor: configs in the experiments folder become run partitions.
+
+For each valid config it records the experiment, adds the partitions of runs Dagster does not
+know yet and requests only those (so adding seeds to a config backfills just the new runs).
+Known runs whose target length grew get their whole chain requested (invocations resume from
+what is stored); known runs with a new embedding model get embeddings and diagrams only.
+An invalid config is reported in the tick's log and never stops the others.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from tracer_pipeline import settings
+from tracer_pipeline.assets.diagrams import persistence_diagrams
+from tracer_pipeline.assets.embeddings import embeddings
+from tracer_pipeline.config import load_experiment
+from tracer_pipeline.errors import ConfigError
+from tracer_pipeline.jobs import range_tags, trace_job
+from tracer_pipeline.partitions import runs_partitions
+from tracer_pipeline.resources import TraceStoreResource
+from tracer_pipeline.tracing.registration import contiguous_ranges, register_experiment
+
+
+def experiment_run_requests(
+    context: dg.SensorEvaluationContext, store: TraceStoreResource, folder: Path
+) -> tuple[list[dg.RunRequest], list[str]]:
+    """Register every config in ``folder``; return the run requests and the problems found."""
+    trace = store.get_store()
+    requests: list[dg.RunRequest] = []
+    problems: list[str] = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            experiment = load_experiment(path)
+            registration = register_experiment(trace, context.instance, experiment)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        if not registration.changed:
+            continue
+        order = context.instance.get_dynamic_partitions(runs_partitions.name)
+        stamp = f"{experiment.name}:{experiment.config_hash[:12]}"
+        for first, last in contiguous_ranges(registration.new_partitions + registration.extended, order):
+            requests.append(dg.RunRequest(run_key=f"{stamp}:trace:{first}:{last}", tags=range_tags(first, last)))
+        for first, last in contiguous_ranges(registration.reembed, order):
+            requests.append(dg.RunRequest(
+                run_key=f"{stamp}:embed:{first}:{last}", tags=range_tags(first, last),
+                asset_selection=[embeddings.key, persistence_diagrams.key]))
+    return requests, problems
+
+
+@dg.sensor(
+    job=trace_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Watches the experiments folder (TRACER_EXPERIMENTS_DIR, default ./experiments) and "
+                "materializes only runs that are new or need more work.",
+)
+def experiments_sensor(context: dg.SensorEvaluationContext, store: TraceStoreResource):
+    folder = settings.experiments_dir()
+    if not folder.is_dir():
+        return dg.SkipReason(f"experiments folder {folder} does not exist")
+    requests, problems = experiment_run_requests(context, store, folder)
+    for problem in problems:
+        context.log.error(problem)
+    if not requests:
+        reason = "no new runs" + (f"; {len(problems)} invalid config(s), see the tick's log" if problems else "")
+        return dg.SkipReason(reason)
+    return dg.SensorResult(run_requests=requests)

@@ -1,0 +1,65 @@
+"""Persistence diagrams of each run's trajectories, per embedding model and subset.
+
+Subsets: ``all`` (the whole trajectory) and, where a run has outputs of both modalities,
+``text`` and ``image`` (the sub-trajectories of one modality). A diagram is recomputed only
+when the embeddings it was computed from, or the TDA parameters, have changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+from tracer_pipeline.config import canonical_json, sha256_hex
+from tracer_pipeline.store import DiagramRecord, TraceStore
+from tracer_pipeline.tda.persistence import TDA_VERSION, diagram_summary, persistence_diagram
+
+
+@dataclass
+class DiagramOutcome:
+    run_id: str
+    computed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def tda_params(max_homology_dim: int) -> tuple[dict, str]:
+    """The parameters a diagram depends on, and their short hash (part of its identity)."""
+    params = {"complex": "vietoris-rips", "metric": "euclidean", "max_dim": max_homology_dim,
+              "tda_version": TDA_VERSION}
+    return params, sha256_hex(canonical_json(params))[:16]
+
+
+def compute_diagrams(store: TraceStore, run_ids: list[str]) -> dict[str, DiagramOutcome]:
+    """Compute the missing or outdated diagrams of the given runs."""
+    outcomes: dict[str, DiagramOutcome] = {}
+    for run in store.get_runs(run_ids):
+        outcome = outcomes[run.run_id] = DiagramOutcome(run.run_id)
+        params, params_hash = tda_params(run.max_homology_dim)
+        stored = store.diagram_keys(run.run_id)
+        for model in run.embedding_models:
+            seqs, types, vectors = store.trajectory(run.run_id, model)
+            subsets = {"all": list(range(len(seqs)))}
+            if {"text", "image"} <= set(types):
+                for kind in ("text", "image"):
+                    subsets[kind] = [i for i, t in enumerate(types) if t == kind]
+            for subset, rows in subsets.items():
+                points = vectors[rows] if rows else vectors[:0]
+                digest = hashlib.sha256(canonical_json([seqs[i] for i in rows]).encode()
+                                        + points.tobytes()).hexdigest()
+                label = f"{model}/{subset}"
+                if stored.get((model, subset, params_hash)) == digest:
+                    outcome.skipped.append(label)
+                    continue
+                started = time.perf_counter()
+                diagram = persistence_diagram(points, max_dim=run.max_homology_dim)
+                duration = time.perf_counter() - started
+                outcome.seconds += duration
+                store.put_diagram(DiagramRecord(
+                    run_id=run.run_id, embedding_model=model, subset=subset, params=params,
+                    params_hash=params_hash, n_points=len(rows), input_sha256=digest,
+                    points=diagram, summary=diagram_summary(diagram), duration_s=duration,
+                ))
+                outcome.computed.append(label)
+    return outcomes

@@ -1,0 +1,87 @@
+"""Embed every stored output of a run with every embedding model its experiments ask for.
+
+Text outputs go to text-capable models, images to image-capable ones. Work is batched across
+runs per embedding model; what is stored (at the model's current version) is skipped, and
+embeddings made by an older model version are deleted and recomputed, never mixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tracer_pipeline.errors import TracerError
+from tracer_pipeline.models.base import EmbeddingModel, ModelFailure
+from tracer_pipeline.models.pool import ModelPool
+from tracer_pipeline.models.registry import get_model
+from tracer_pipeline.store import InvocationRecord, TraceStore
+
+DEFAULT_BATCH_SIZE = 64
+
+
+@dataclass
+class EmbeddingOutcome:
+    run_id: str
+    computed: int = 0
+    skipped: int = 0
+    stale_replaced: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def embed_runs(
+    store: TraceStore, pool: ModelPool, run_ids: list[str], batch_size: int = DEFAULT_BATCH_SIZE
+) -> dict[str, EmbeddingOutcome]:
+    """Compute the missing embeddings of the given runs; return what was done per run."""
+    outcomes = {run_id: EmbeddingOutcome(run_id) for run_id in run_ids}
+    runs = store.get_runs(run_ids)
+    for model_name in dict.fromkeys(m for run in runs for m in run.embedding_models):
+        spec = get_model(model_name)
+        todo: list[InvocationRecord] = []
+        for run in runs:
+            if spec.name not in run.embedding_models:
+                continue
+            stored = store.embedding_status(run.run_id, spec.name)
+            stale = [i for i, version in stored.items() if version != spec.version]
+            if stale:
+                store.delete_embeddings(spec.name, stale)
+                outcomes[run.run_id].stale_replaced += len(stale)
+            for inv in store.invocations(run.run_id):
+                if inv.output_type is None or inv.output_type not in spec.embeds:
+                    continue
+                if stored.get(inv.id) == spec.version:
+                    outcomes[run.run_id].skipped += 1
+                else:
+                    todo.append(inv)
+        if not todo:
+            continue
+        try:
+            model = pool.get(spec.name)
+        except TracerError as exc:
+            for inv in todo:
+                outcomes[inv.run_id].failures.append(f"{spec.name}: {exc}")
+            continue
+        assert isinstance(model, EmbeddingModel)
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            try:
+                vectors = model.embed([inv.output for inv in batch])
+            except Exception as exc:
+                vectors = [ModelFailure.from_exception(exc)] * len(batch)
+            good: dict[int, np.ndarray] = {}
+            for inv, vector in zip(batch, vectors, strict=True):
+                if isinstance(vector, ModelFailure):
+                    outcomes[inv.run_id].failures.append(
+                        f"{spec.name} on invocation {inv.sequence_number}: {vector}")
+                    continue
+                if vector.shape != (model.dimension,):
+                    outcomes[inv.run_id].failures.append(
+                        f"{spec.name} on invocation {inv.sequence_number}: dimension {vector.shape} "
+                        f"instead of {model.dimension}")
+                    continue
+                good[inv.id] = vector
+            store.add_embeddings(spec.name, spec.version, good)
+            for inv in batch:
+                if inv.id in good:
+                    outcomes[inv.run_id].computed += 1
+    return outcomes
