@@ -62,6 +62,8 @@ class RunRecord:
     stop_when_stuck: bool  # False when any experiment asks to continue
     max_homology_dim: int
     experiments: tuple[str, ...]
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,7 @@ class TraceStore:
             stop_when_stuck=all(link.stop_when_stuck for link, _ in links),
             max_homology_dim=max((link.max_homology_dim for link, _ in links), default=1),
             experiments=tuple(sorted(name for _, name in links)),
+            started_at=row.started_at, completed_at=row.completed_at,
         )
 
     def run_spec(self, run_id: str) -> dict:
@@ -399,6 +402,17 @@ class TraceStore:
             s.execute(delete(EmbeddingRow).where(
                 EmbeddingRow.embedding_model == embedding_model,
                 EmbeddingRow.invocation_id.in_(list(invocation_ids))))
+
+    def embedding_ids(self, run_id: str, embedding_model: str) -> list[tuple[int, int]]:
+        """(invocation id, sequence number) of a run's embedded outputs, in the order of
+        :meth:`trajectory`."""
+        with self.session() as s:
+            return [tuple(r) for r in s.execute(
+                select(InvocationRow.id, InvocationRow.sequence_number)
+                .join(EmbeddingRow, EmbeddingRow.invocation_id == InvocationRow.id)
+                .where(InvocationRow.run_id == run_id, EmbeddingRow.embedding_model == embedding_model)
+                .order_by(InvocationRow.sequence_number)
+            ).all()]
 
     def trajectory(self, run_id: str, embedding_model: str) -> tuple[list[int], list[str], np.ndarray]:
         """(sequence numbers, output types, vectors as rows) of a run's embedded outputs, in order."""
