@@ -480,3 +480,7 @@ def export_data_command(obj: Context, experiment: str | None, out: Path) -> None
         ids = [r.run_id for r in store.get_runs()]
     for name, path in export_data(store, ids, out).items():
         click.echo(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    main()

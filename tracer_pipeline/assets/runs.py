@@ -2,7 +2,7 @@ import dagster as dg
 
 from tracer_pipeline.assets.metadata import combined_version, table
 from tracer_pipeline.config import canonical_json, sha256_hex
-from tracer_pipeline.errors import StoreError
+from tracer_pipeline.errors import RunNotRegisteredError, StoreError
 from tracer_pipeline.partitions import runs_partitions
 from tracer_pipeline.resources import TraceStoreResource
 
@@ -19,7 +19,10 @@ def runs(context: dg.AssetExecutionContext, store: TraceStoreResource) -> dg.Mat
     name it, as registered in the trace store. The partition key is the run id: the hash of the
     canonical specification, which is checked here."""
     trace = store.get_store()
-    records = [trace.get_run(key) for key in context.partition_keys]
+    try:
+        records = [trace.get_run(key) for key in context.partition_keys]
+    except RunNotRegisteredError as exc:
+        raise dg.Failure(description=str(exc)) from exc
     for record in records:
         spec = trace.run_spec(record.run_id)
         if sha256_hex(canonical_json(spec))[:16] != record.run_id:

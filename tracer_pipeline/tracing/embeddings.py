@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracer_pipeline.errors import TracerError
-from tracer_pipeline.models.base import EmbeddingModel, ModelFailure
+from tracer_pipeline.models.base import EmbeddingModel, ModelFailure, Output
 from tracer_pipeline.models.pool import ModelPool
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.store import InvocationRecord, TraceStore
@@ -27,6 +27,17 @@ class EmbeddingOutcome:
     skipped: int = 0
     stale_replaced: int = 0
     failures: list[str] = field(default_factory=list)
+
+
+def _embed(model: EmbeddingModel, items: list[Output]) -> list[np.ndarray | ModelFailure]:
+    """The model's vectors; when a batch raises, each item is retried alone so that only the
+    items that fail are recorded as failures."""
+    try:
+        return model.embed(items)
+    except Exception as exc:
+        if len(items) == 1:
+            return [ModelFailure.from_exception(exc)]
+    return [v for i in range(len(items)) for v in _embed(model, items[i : i + 1])]
 
 
 def embed_runs(
@@ -64,10 +75,7 @@ def embed_runs(
         assert isinstance(model, EmbeddingModel)
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            try:
-                vectors = model.embed([inv.output for inv in batch])
-            except Exception as exc:
-                vectors = [ModelFailure.from_exception(exc)] * len(batch)
+            vectors = _embed(model, [inv.output for inv in batch])
             good: dict[int, np.ndarray] = {}
             for inv, vector in zip(batch, vectors, strict=True):
                 if isinstance(vector, ModelFailure):

@@ -135,6 +135,17 @@ def _finish(store: TraceStore, state: _RunState, outcome: RunOutcome) -> None:
     store.set_run_status(state.run.run_id, outcome.status, outcome.stop_reason)
 
 
+def _generate(model: GenerativeModel, inputs: list[Output], seeds: list[int]) -> list[Output | ModelFailure]:
+    """The model's outputs; when a batch raises, each item is retried alone so that only the
+    inputs that fail are recorded as failures."""
+    try:
+        return model.generate(inputs, seeds)
+    except Exception as exc:
+        if len(inputs) == 1:
+            return [ModelFailure.from_exception(exc)]
+    return [out for i in range(len(inputs)) for out in _generate(model, inputs[i : i + 1], seeds[i : i + 1])]
+
+
 def _fail(store: TraceStore, state: _RunState, outcome: RunOutcome, error: str) -> None:
     outcome.status, outcome.error = "failed", error
     store.set_run_status(state.run.run_id, "failed", error=error)
@@ -181,10 +192,7 @@ def run_invocations(
             for start in range(0, len(group), batch_size):
                 batch = group[start : start + batch_size]
                 started = utcnow()
-                try:
-                    outputs = model.generate([s.last_output for s in batch], [s.run.seed for s in batch])
-                except Exception as exc:  # the adapter failed as a whole: every item failed
-                    outputs = [ModelFailure.from_exception(exc)] * len(batch)
+                outputs = _generate(model, [s.last_output for s in batch], [s.run.seed for s in batch])
                 completed = utcnow()
                 for state, output in zip(batch, outputs, strict=True):
                     inv = store.add_invocation(

@@ -1,0 +1,95 @@
+"""The per-run assets materialized through Dagster, with dummy models and a temporary instance."""
+
+import dagster as dg
+import pytest
+
+from tracer_pipeline.config import parse_experiment
+from tracer_pipeline.jobs import TRACE_ASSETS, range_tags
+from tracer_pipeline.resources import ModelPoolResource, TraceStoreResource
+from tracer_pipeline.tracing.registration import register_experiment
+
+CONFIG = {
+    "name": "assets", "networks": [["DummyT2I", "DummyI2T"], ["DummyT2I", "DummyI2T2"]], "seeds": [1, 2],
+    "prompts": ["a red balloon"], "embedding_models": ["DummyEmbed"], "max_length": 10,
+}
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def resources(tmp_path):
+    return {"store": TraceStoreResource(db_url=f"sqlite:///{tmp_path / 'trace.sqlite'}"),
+            "models": ModelPoolResource(device="cpu", model_dir=str(tmp_path / "models"))}
+
+
+def materialize(instance, resources, run_ids, selection=None):
+    result = dg.materialize(TRACE_ASSETS, instance=instance, resources=resources, selection=selection,
+                            tags=range_tags(run_ids[0], run_ids[-1]))
+    assert result.success
+    return result
+
+
+def metadata(result, asset: str) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]][:1]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_materializing_stores_the_whole_chain_with_lineage(instance, resources):
+    store = resources["store"].get_store()
+    registration = register_experiment(store, instance, parse_experiment(CONFIG, "x"))
+    result = materialize(instance, resources, registration.run_ids)
+    counts = store.counts(registration.run_ids)
+    for run in store.get_runs(registration.run_ids):
+        stored = store.invocations(run.run_id)
+        assert [i.input_invocation_id for i in stored[1:]] == [i.id for i in stored[:-1]]
+        expected = 10 if run.network[1] == "DummyI2T" else 4  # the lossy captioner gets stuck
+        assert len(stored) == expected and counts[run.run_id]["embeddings"] == expected
+        assert counts[run.run_id]["diagrams"] == 3
+    assert metadata(result, "invocations")["computed"] == 2 * 10 + 2 * 4
+    assert "data:image/png;base64," in metadata(result, "invocations")["preview"]
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) == 3 and all(c.passed for c in checks)
+    partitions = {e.partition for e in result.get_asset_materialization_events()}
+    assert partitions == set(registration.run_ids)
+
+
+def test_rematerializing_stored_partitions_computes_nothing(instance, resources):
+    store = resources["store"].get_store()
+    registration = register_experiment(store, instance, parse_experiment(CONFIG, "x"))
+    first = materialize(instance, resources, registration.run_ids)
+    before = {r: store.invocations(r) for r in registration.run_ids}
+    again = materialize(instance, resources, registration.run_ids)
+    assert metadata(again, "invocations")["computed"] == 0
+    assert metadata(again, "embeddings")["computed"] == 0
+    assert metadata(again, "persistence_diagrams")["computed"] == 0
+    assert {r: store.invocations(r) for r in registration.run_ids} == before
+    versions = [{e.partition: e.materialization.tags["dagster/data_version"]
+                 for e in r.get_asset_materialization_events()} for r in (first, again)]
+    assert versions[0] == versions[1]
+
+
+def test_raising_max_length_computes_only_the_new_invocations(instance, resources):
+    store = resources["store"].get_store()
+    config = {**CONFIG, "networks": [["DummyT2I", "DummyI2T"]]}
+    short = register_experiment(store, instance, parse_experiment(config, "x"))
+    materialize(instance, resources, short.run_ids)
+    longer = register_experiment(store, instance, parse_experiment({**config, "max_length": 20}, "x"))
+    assert longer.extended == short.run_ids and longer.new_partitions == []
+    result = materialize(instance, resources, longer.run_ids)
+    rows = metadata(result, "invocations")["runs"].records
+    assert [(r.data["computed"], r.data["already_stored"]) for r in rows] == [(10, 10), (10, 10)]
+    assert metadata(result, "embeddings")["computed"] == 20
+    assert all(len(store.invocations(r)) == 20 for r in longer.run_ids)
+
+
+def test_an_unregistered_partition_is_a_clear_failure(instance, resources):
+    instance.add_dynamic_partitions("runs", ["0123456789abcdef"])
+    result = dg.materialize(TRACE_ASSETS[:1], instance=instance, resources=resources,
+                            partition_key="0123456789abcdef", raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "is not in the trace store" in failure.step_failure_data.user_failure_data.description

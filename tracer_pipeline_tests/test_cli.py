@@ -1,0 +1,160 @@
+"""The trajectory-tracer command line, driven as a user would: in subprocesses."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import polars as pl
+import pytest
+from PIL import Image
+
+from tracer_pipeline.store import TraceStore
+
+CONFIG = {
+    "name": "cli", "networks": [["DummyT2I", "DummyI2T"], ["DummyT2I", "DummyI2T2"]], "seeds": [1, 2],
+    "prompts": ["a red balloon", "a quiet harbour"], "embedding_models": ["DummyEmbed"], "max_length": 6,
+}
+
+
+def tracer(*args: str, data_dir, check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "TRACER_DB_URL")}
+    env["TRACER_DATA_DIR"] = str(data_dir)
+    result = subprocess.run([sys.executable, "-m", "tracer_pipeline.cli", *args], capture_output=True, text=True,
+                            env=env, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One experiment run through the CLI, shared by the read-only tests below."""
+    root = tmp_path_factory.mktemp("cli")
+    config = root / "cli.json"
+    config.write_text(json.dumps(CONFIG))
+    result = tracer("run-experiment", str(config), data_dir=root / "data")
+    return root / "data", result
+
+
+def test_run_experiment_stores_everything_and_prints_a_summary(finished):
+    data, result = finished
+    assert "experiment cli: 8 runs (8 new)" in result.stdout
+    assert "done in" in result.stdout and "8 runs (" in result.stdout
+    assert (data / "dagster_home" / "dagster.yaml").exists()  # the UI's instance, created on demand
+    store = TraceStore(f"sqlite:///{data / 'tracer.sqlite'}")
+    assert len(store.get_runs()) == 8
+
+
+def test_list_runs_json(finished):
+    data, _ = finished
+    rows = json.loads(tracer("list-runs", "--experiment", "cli", "--json", data_dir=data).stdout)
+    assert len(rows) == 8
+    assert set(rows[0]) == {"run_id", "experiments", "network", "prompt", "seed", "max_length", "invocations",
+                            "embeddings", "diagrams", "status", "stop_reason"}
+    by_status = {r["status"] for r in rows}
+    assert by_status <= {"complete", "stuck"}
+    for row in rows:
+        assert row["experiments"] == ["cli"] and row["max_length"] == 6
+        if row["status"] == "complete":
+            assert row["invocations"] == 6 and row["stop_reason"] == "max_length reached"
+        else:
+            assert row["invocations"] < 6 and row["stop_reason"].startswith(("fixed point", "cycle"))
+        assert row["embeddings"] == row["invocations"] and row["diagrams"] == 3
+    table = tracer("list-runs", data_dir=data).stdout
+    assert table.splitlines()[0].split()[:3] == ["RUN", "EXPERIMENTS", "NETWORK"]
+    assert len(table.splitlines()) == 9
+
+
+def test_rerunning_a_finished_experiment_computes_nothing(finished, tmp_path):
+    data, _ = finished
+    store = TraceStore(f"sqlite:///{data / 'tracer.sqlite'}")
+    before = {r.run_id: store.invocations(r.run_id) for r in store.get_runs()}
+    config = tmp_path / "cli.json"
+    config.write_text(json.dumps(CONFIG))
+    result = tracer("run-experiment", str(config), data_dir=data)
+    assert "(0 new)" in result.stdout
+    assert {r.run_id: store.invocations(r.run_id) for r in store.get_runs()} == before
+
+
+def test_export_images_embeds_the_invocation_metadata(finished, tmp_path):
+    data, _ = finished
+    rows = json.loads(tracer("list-runs", "--json", data_dir=data).stdout)
+    run = next(r for r in rows if r["status"] == "complete")
+    out = tmp_path / "images"
+    tracer("export-images", run["run_id"][:6], "--out", str(out), data_dir=data)
+    files = sorted((out / run["run_id"]).glob("*.jpg"))
+    assert len(files) == 3 and (out / f"{run['run_id']}_contact_sheet.jpg").exists()
+    with Image.open(files[1]) as image:
+        fields = json.loads(image.getexif()[0x010E])
+        xmp = image.info["xmp"]
+    assert fields["run_id"] == run["run_id"] and fields["sequence_number"] == 2 and fields["model"] == "DummyT2I"
+    assert fields["seed"] == run["seed"] and fields["prompt"] == run["prompt"]
+    store = TraceStore(f"sqlite:///{data / 'tracer.sqlite'}")
+    assert fields["input_caption"] == store.invocations(run["run_id"])[1].output_text
+    assert f"<tracer:run_id>{run['run_id']}</tracer:run_id>".encode() in xmp
+
+
+def test_export_data_matches_the_store(finished, tmp_path):
+    data, _ = finished
+    out = tmp_path / "parquet"
+    tracer("export-data", "--experiment", "cli", "--out", str(out), data_dir=data)
+    store = TraceStore(f"sqlite:///{data / 'tracer.sqlite'}")
+    runs = pl.read_parquet(out / "runs.parquet")
+    invocations = pl.read_parquet(out / "invocations.parquet")
+    embeddings = pl.read_parquet(out / "embeddings.parquet")
+    diagrams = pl.read_parquet(out / "persistence_diagrams.parquet")
+    assert runs.height == 8 and set(runs["experiment"]) == {"cli"}
+    assert invocations.height == sum(len(store.invocations(r)) for r in runs["run_id"])
+    run_id = runs["run_id"][0]
+    first = invocations.filter(pl.col("run_id") == run_id).sort("sequence_number")
+    assert first["output_text"].to_list() == [i.output_text for i in store.invocations(run_id)]
+    _, _, vectors = store.trajectory(run_id, "DummyEmbed")
+    exported = embeddings.filter(pl.col("run_id") == run_id).sort("sequence_number")["vector"].to_list()
+    assert np.array_equal(np.array(exported, dtype=np.float32), vectors)
+    h0 = diagrams.filter((pl.col("run_id") == run_id) & (pl.col("subset") == "all") & (pl.col("homology_dim") == 0))
+    assert h0["death"].is_infinite().sum() == 1
+
+
+def test_a_bad_config_exits_2_lists_every_problem_and_writes_nothing(tmp_path):
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps({**CONFIG, "seeds": [1, 1], "networks": [["DummyT2I", "DummyT2I2"]]}))
+    result = tracer("run-experiment", str(config), data_dir=tmp_path / "data", check=False)
+    assert result.returncode == 2
+    assert "2 problems" in result.stderr and "seeds[1]: duplicate seed 1" in result.stderr
+    assert "networks[0]: DummyT2I outputs image but DummyT2I2 takes text" in result.stderr
+    assert not (tmp_path / "data" / "tracer.sqlite").exists()
+
+
+def test_a_killed_run_experiment_resumes_where_it_stopped(tmp_path):
+    config = tmp_path / "long.json"
+    config.write_text(json.dumps({**CONFIG, "name": "long", "networks": [["DummyT2I", "DummyI2T"]], "seeds": [1, 2],
+                                  "prompts": ["a red balloon"], "max_length": 2000}))
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "TRACER_DB_URL")}
+    env["TRACER_DATA_DIR"] = str(data)
+    process = subprocess.Popen([sys.executable, "-m", "tracer_pipeline.cli", "run-experiment", str(config)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store_path = data / "tracer.sqlite"
+    deadline = time.time() + 120
+    stored = 0
+    while time.time() < deadline and stored < 200:
+        time.sleep(0.5)
+        if store_path.exists():
+            store = TraceStore(f"sqlite:///{store_path}")
+            stored = sum(c["invocations"] for c in store.counts().values())
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    store = TraceStore(f"sqlite:///{store_path}")
+    partial = sum(c["invocations"] for c in store.counts().values())
+    assert 200 <= partial < 4000, "the run should have been killed mid-way"
+
+    result = tracer("run-experiment", str(config), data_dir=data)
+    assert "(0 new)" in result.stdout
+    for run in store.get_runs():
+        stored = store.invocations(run.run_id)
+        assert [i.sequence_number for i in stored] == list(range(2000))  # complete, no gap, no duplicate
+        assert run.status == "complete"
