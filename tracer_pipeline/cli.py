@@ -412,7 +412,11 @@ def ui(obj: Context, port: int, host: str) -> None:
     home = settings.ensure_dagster_home(obj.data)
     workspace = settings.PACKAGE_DIR.parent / "workspace.yaml"
     click.echo(f"DAGSTER_HOME={home}")
-    os.chdir(workspace.parent)
+    # Run from DAGSTER_HOME: started beside the repository's own dagster.yaml, Dagster warns
+    # that it is not the instance in use. Relative settings are made absolute first.
+    os.environ["TRACER_EXPERIMENTS_DIR"] = str(settings.experiments_dir())
+    os.environ["TRACER_MODEL_DIR"] = str(settings.model_dir(obj.data))
+    os.chdir(home)
     for sig in (signal.SIGINT, signal.SIGTERM):  # a parent may have set them to "ignore"
         signal.signal(sig, signal.SIG_DFL)
     dagster = str(Path(sys.executable).parent / "dagster")
