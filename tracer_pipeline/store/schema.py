@@ -109,6 +109,19 @@ class EmbeddingRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ReferenceEmbeddingRow(Base):
+    """The embedding of a run's initial prompt (or image): where its trajectory started from."""
+
+    __tablename__ = "reference_embeddings"
+    __table_args__ = (UniqueConstraint("run_id", "embedding_model"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), index=True)
+    embedding_model: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(32))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
+
+
 class PersistenceDiagramRow(Base):
     __tablename__ = "persistence_diagrams"
     __table_args__ = (UniqueConstraint("run_id", "embedding_model", "subset", "params_hash"),)

@@ -38,6 +38,7 @@ from tracer_pipeline.store.schema import (
     ExperimentRunRow,
     InvocationRow,
     PersistenceDiagramRow,
+    ReferenceEmbeddingRow,
     RunRow,
     utcnow,
 )
@@ -396,6 +397,22 @@ class TraceStore:
                 for i, v in vectors.items()
             ]).on_conflict_do_nothing(index_elements=["invocation_id", "embedding_model"]))
         return len(vectors) - before
+
+    def reference_embedding(self, run_id: str, embedding_model: str) -> tuple[str, np.ndarray] | None:
+        """(model version, vector) of the embedding of a run's initial prompt or image."""
+        with self.session() as s:
+            row = s.scalar(select(ReferenceEmbeddingRow).where(
+                ReferenceEmbeddingRow.run_id == run_id, ReferenceEmbeddingRow.embedding_model == embedding_model))
+        return None if row is None else (row.model_version, bytes_to_vector(row.vector))
+
+    def put_reference_embedding(
+        self, run_id: str, embedding_model: str, model_version: str, vector: np.ndarray
+    ) -> None:
+        values = dict(model_version=model_version, vector=vector_to_bytes(vector))
+        with self.session() as s:
+            s.execute(self._insert(ReferenceEmbeddingRow).values(
+                run_id=run_id, embedding_model=embedding_model, **values,
+            ).on_conflict_do_update(index_elements=["run_id", "embedding_model"], set_=values))
 
     def delete_embeddings(self, embedding_model: str, invocation_ids: Sequence[int]) -> None:
         with self.session() as s:

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracer_pipeline.errors import TracerError
-from tracer_pipeline.models.base import EmbeddingModel, ModelFailure, Output
+from tracer_pipeline.models.base import EmbeddingModel, ModelFailure, Output, png_to_image
 from tracer_pipeline.models.pool import ModelPool
 from tracer_pipeline.models.registry import get_model
-from tracer_pipeline.store import InvocationRecord, TraceStore
+from tracer_pipeline.store import InvocationRecord, RunRecord, TraceStore
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -38,6 +38,14 @@ def _embed(model: EmbeddingModel, items: list[Output]) -> list[np.ndarray | Mode
         if len(items) == 1:
             return [ModelFailure.from_exception(exc)]
     return [v for i in range(len(items)) for v in _embed(model, items[i : i + 1])]
+
+
+def _initial_modality(run: RunRecord) -> str:
+    return "text" if run.prompt is not None else "image"
+
+
+def _initial_input(run: RunRecord) -> Output:
+    return run.prompt if run.prompt is not None else png_to_image(run.initial_image)
 
 
 def embed_runs(
@@ -64,7 +72,10 @@ def embed_runs(
                     outcomes[run.run_id].skipped += 1
                 else:
                     todo.append(inv)
-        if not todo:
+        references = [run for run in runs if spec.name in run.embedding_models
+                      and _initial_modality(run) in spec.embeds
+                      and (store.reference_embedding(run.run_id, spec.name) or ("",))[0] != spec.version]
+        if not todo and not references:
             continue
         try:
             model = pool.get(spec.name)
@@ -73,6 +84,14 @@ def embed_runs(
                 outcomes[inv.run_id].failures.append(f"{spec.name}: {exc}")
             continue
         assert isinstance(model, EmbeddingModel)
+        # The initial prompt (or image) too: drift is measured from where a run started.
+        for start in range(0, len(references), batch_size):
+            batch = references[start : start + batch_size]
+            for run, vector in zip(batch, _embed(model, [_initial_input(r) for r in batch]), strict=True):
+                if isinstance(vector, ModelFailure):
+                    outcomes[run.run_id].failures.append(f"{spec.name} on the initial input: {vector}")
+                else:
+                    store.put_reference_embedding(run.run_id, spec.name, spec.version, vector)
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
             vectors = _embed(model, [inv.output for inv in batch])

@@ -150,8 +150,9 @@ def test_embeddings_of_a_nan_are_reported_not_stored(tmp_path, pool, monkeypatch
                                                       "max_length": 2}, "x"))
     run_invocations(store, pool, ids)
     outcome = embed_runs(store, pool, ids)[ids[0]]
-    assert outcome.computed == 0 and len(outcome.failures) == 2
-    assert "NonFiniteEmbedding" in outcome.failures[0]
+    assert outcome.computed == 0 and len(outcome.failures) == 3  # two outputs and the prompt
+    assert all("NonFiniteEmbedding" in f for f in outcome.failures)
+    assert store.reference_embedding(ids[0], "NaNEmbed") is None
     assert store.counts(ids)[ids[0]]["embeddings"] == 0
 
 
@@ -160,6 +161,8 @@ def test_diagrams_for_whole_and_per_modality_trajectories(tmp_path, pool):
     ids = store.register_experiment(parse_experiment({**CONFIG, "seeds": [1], "prompts": ["x"]}, "x"))
     run_invocations(store, pool, ids)
     embed_runs(store, pool, ids)
+    version, reference = store.reference_embedding(ids[0], "DummyEmbed")
+    assert version == "1" and reference.shape == (64,)  # the prompt's embedding, for drift
     first = compute_diagrams(store, ids)
     assert sorted(first[ids[0]].computed) == ["DummyEmbed/all", "DummyEmbed/image", "DummyEmbed/text"]
     again = compute_diagrams(store, ids)
