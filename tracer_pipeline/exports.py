@@ -107,8 +107,11 @@ def contact_sheet(cells: list[tuple[int, Image.Image]], title: str) -> Image.Ima
     return sheet
 
 
-def export_data(store: TraceStore, run_ids: list[str], out: Path) -> dict[str, Path]:
-    """Write runs, invocations, embeddings and persistence_diagrams as Parquet tables."""
+def export_data(
+    store: TraceStore, run_ids: list[str], out: Path, experiments: list[str] | None = None
+) -> dict[str, Path]:
+    """Write runs, invocations, embeddings and persistence_diagrams as Parquet tables, and the
+    analysis tables of the experiments' reports as ``analysis_<table>.parquet``."""
     out.mkdir(parents=True, exist_ok=True)
     runs = store.get_runs(run_ids)
     tables: dict[str, pl.DataFrame] = {}
@@ -150,6 +153,8 @@ def export_data(store: TraceStore, run_ids: list[str], out: Path) -> dict[str, P
     tables["persistence_diagrams"] = pl.DataFrame(diagram_rows, schema={
         "run_id": pl.String, "embedding_model": pl.String, "subset": pl.String, "homology_dim": pl.Int64,
         "birth": pl.Float64, "death": pl.Float64})
+    for name, rows in store.report_tables(experiments).items():
+        tables[f"analysis_{name}"] = pl.DataFrame(rows, infer_schema_length=None)
     paths = {}
     for name, frame in tables.items():
         paths[name] = out / f"{name}.parquet"

@@ -139,3 +139,29 @@ class PersistenceDiagramRow(Base):
     summary: Mapped[dict] = mapped_column(JSON)
     duration_s: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StoreComparisonRow(Base):
+    """All-pairs diagram distances and attractors across the store, per embedding model."""
+
+    __tablename__ = "store_comparisons"
+
+    embedding_model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_ids: Mapped[list] = mapped_column(JSON)
+    diagram_hashes: Mapped[list] = mapped_column(JSON)
+    matrices: Mapped[bytes] = mapped_column(LargeBinary)  # numpy .npz, one array per "H<dim>_<metric>"
+    attractors: Mapped[list] = mapped_column(JSON)
+    attractor_threshold: Mapped[float] = mapped_column(Float)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReportRow(Base):
+    """The latest report of an experiment: its Markdown and analysis tables (figures are files)."""
+
+    __tablename__ = "reports"
+
+    experiment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    embedding_model: Mapped[str] = mapped_column(String(64))
+    markdown: Mapped[str] = mapped_column(Text)
+    tables: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,7 +8,9 @@ failing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from tracer_pipeline.models.base import (
     output_digest,
     png_to_image,
 )
+from tracer_pipeline.reporting.data import AttractorData, StoreComparison
 from tracer_pipeline.store.schema import (
     Base,
     EmbeddingRow,
@@ -39,7 +42,9 @@ from tracer_pipeline.store.schema import (
     InvocationRow,
     PersistenceDiagramRow,
     ReferenceEmbeddingRow,
+    ReportRow,
     RunRow,
+    StoreComparisonRow,
     utcnow,
 )
 
@@ -65,6 +70,7 @@ class RunRecord:
     experiments: tuple[str, ...]
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -264,7 +270,7 @@ class TraceStore:
             stop_when_stuck=all(link.stop_when_stuck for link, _ in links),
             max_homology_dim=max((link.max_homology_dim for link, _ in links), default=1),
             experiments=tuple(sorted(name for _, name in links)),
-            started_at=row.started_at, completed_at=row.completed_at,
+            started_at=row.started_at, completed_at=row.completed_at, created_at=row.created_at,
         )
 
     def run_spec(self, run_id: str) -> dict:
@@ -494,6 +500,66 @@ class TraceStore:
                     for d, pts in r.points.items()},
             summary=r.summary, duration_s=r.duration_s,
         ) for r in rows]
+
+    # store-wide comparisons and reports ----------------------------------------------------
+
+    def put_comparison(self, comparison: StoreComparison) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **{f"H{dim}_{metric}": m for (dim, metric), m in comparison.matrices.items()})
+        values = dict(
+            run_ids=list(comparison.run_ids), diagram_hashes=list(comparison.diagram_hashes),
+            matrices=buffer.getvalue(), attractor_threshold=comparison.attractor_threshold,
+            attractors=[dataclasses.asdict(a) for a in comparison.attractors], computed_at=utcnow(),
+        )
+        with self.session() as s:
+            s.execute(self._insert(StoreComparisonRow).values(embedding_model=comparison.embedding_model, **values)
+                      .on_conflict_do_update(index_elements=["embedding_model"], set_=values))
+
+    def comparison(self, embedding_model: str) -> StoreComparison | None:
+        with self.session() as s:
+            row = s.get(StoreComparisonRow, embedding_model)
+        if row is None:
+            return None
+        with np.load(io.BytesIO(row.matrices)) as arrays:
+            matrices = {(int(k[1:].split("_", 1)[0]), k.split("_", 1)[1]): arrays[k] for k in arrays.files}
+        return StoreComparison(
+            embedding_model=embedding_model, run_ids=tuple(row.run_ids), diagram_hashes=tuple(row.diagram_hashes),
+            matrices=matrices, attractor_threshold=row.attractor_threshold,
+            attractors=tuple(AttractorData(**{**a, "run_ids": tuple(a["run_ids"])}) for a in row.attractors),
+        )
+
+    def embedding_models_in_use(self) -> list[str]:
+        with self.session() as s:
+            return sorted(set(s.scalars(select(PersistenceDiagramRow.embedding_model))))
+
+    def diagrams_fingerprint(self, run_ids: Sequence[str] | None = None) -> str:
+        """Changes whenever a persistence diagram (of these runs) is added or replaced."""
+        query = select(func.count(), func.max(PersistenceDiagramRow.created_at))
+        if run_ids is not None:
+            query = query.where(PersistenceDiagramRow.run_id.in_(list(run_ids)))
+        with self.session() as s:
+            count, latest = s.execute(query).one()
+        return f"{count}:{latest}"
+
+    def put_report(self, experiment: str, embedding_model: str, markdown: str, tables: dict) -> None:
+        values = dict(embedding_model=embedding_model, markdown=markdown, tables=tables, created_at=utcnow())
+        with self.session() as s:
+            s.execute(self._insert(ReportRow).values(experiment=experiment, **values)
+                      .on_conflict_do_update(index_elements=["experiment"], set_=values))
+
+    def report_tables(self, experiments: Iterable[str] | None = None) -> dict[str, list[dict]]:
+        """Every stored report's analysis tables, concatenated per table name, each row tagged
+        with its experiment."""
+        with self.session() as s:
+            query = select(ReportRow)
+            if experiments is not None:
+                query = query.where(ReportRow.experiment.in_(list(experiments)))
+            rows = list(s.scalars(query.order_by(ReportRow.experiment)))
+        tables: dict[str, list[dict]] = {}
+        for row in rows:
+            for name, records in row.tables.items():
+                tables.setdefault(name, []).extend({"experiment": row.experiment, **r} for r in records)
+        return tables
 
     # summaries --------------------------------------------------------------------------
 

@@ -1,0 +1,87 @@
+"""What an experiment report is computed from and what it produces: plain data, no database.
+
+``gather.py`` fills these from the trace store; ``report.py`` turns them into a report. Keeping
+them apart lets the report be tested on constructed trajectories whose answers are known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class RunData:
+    """One run, as far as the analysis needs it, for one embedding model."""
+
+    run_id: str
+    network: tuple[str, ...]
+    prompt: str | None  # None for runs started from an image
+    seed: int
+    status: str  # complete | stuck | failed | running | pending
+    stop_reason: str | None
+    order: int  # registration order in the store: lower is earlier
+    output_types: tuple[str, ...]  # "text" | "image", one per stored invocation, in sequence order
+    output_hashes: tuple[str, ...]  # sha256 of each output, in sequence order
+    trajectory: np.ndarray  # (T, d) float32 embeddings of the outputs this model embeds, in order
+    trajectory_seqs: tuple[int, ...]  # the sequence number of each trajectory row
+    reference: np.ndarray | None  # (d,) embedding of the initial prompt or image
+    diagram: dict[int, np.ndarray]  # persistence diagram of the whole trajectory: dim -> (k, 2)
+    last_image: Image.Image | None = None
+    last_caption: str | None = None
+    images: tuple[tuple[int, Image.Image], ...] = ()  # (sequence number, image), a few, for contact sheets
+
+    factors: dict[str, str] = field(default_factory=dict)  # t2i_model, i2t_model, network, prompt, seed
+
+    @property
+    def network_name(self) -> str:
+        return " → ".join(self.network)
+
+
+@dataclass(frozen=True)
+class ExperimentData:
+    name: str
+    embedding_model: str
+    runs: list[RunData]  # this experiment's runs
+    store_runs: list[RunData]  # every run in the store embedded by this model (this experiment's included)
+
+
+@dataclass
+class Report:
+    """A report: Markdown that refers to its figures by file name, the figures as PNG bytes, and
+    the analysis tables (each a list of flat rows) that are also exported as Parquet."""
+
+    title: str
+    markdown: str
+    figures: dict[str, bytes] = field(default_factory=dict)
+    tables: dict[str, list[dict]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttractorData:
+    """A recurring end state: the runs whose end states cluster together, and the medoid run."""
+
+    modality: str  # the modality of the end states clustered ("text" or "image")
+    run_ids: tuple[str, ...]
+    medoid_run_id: str
+    mean_distance_to_medoid: float
+
+
+@dataclass(frozen=True)
+class StoreComparison:
+    """Comparisons across every run in the store for one embedding model (the "has it done this
+    before?" question): all-pairs persistence-diagram distances and recurring end states.
+
+    ``matrices[(homology_dim, metric)]`` is the (n, n) distance matrix between the runs in
+    ``run_ids`` order; ``diagram_hashes`` identify the diagrams each row was computed from, so a
+    later comparison can reuse the rows of runs whose diagrams did not change.
+    """
+
+    embedding_model: str
+    run_ids: tuple[str, ...]
+    diagram_hashes: tuple[str, ...]
+    matrices: dict[tuple[int, str], np.ndarray]
+    attractors: tuple[AttractorData, ...]
+    attractor_threshold: float

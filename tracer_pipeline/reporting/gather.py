@@ -1,0 +1,82 @@
+"""Read what a report needs from the trace store into :mod:`tracer_pipeline.reporting.data`."""
+
+from __future__ import annotations
+
+from tracer_pipeline.errors import StoreError
+from tracer_pipeline.models.base import ModelKind
+from tracer_pipeline.models.registry import get_model
+from tracer_pipeline.reporting.data import ExperimentData, RunData
+from tracer_pipeline.store import RunRecord, TraceStore
+
+CONTACT_IMAGES = 8
+
+
+def factors(run: RunRecord) -> dict[str, str]:
+    """The factors a run's behaviour is attributed to."""
+    kinds = {name: get_model(name).kind for name in run.network}
+    return {
+        "t2i_model": "+".join(m for m in run.network if kinds[m] is ModelKind.TEXT_TO_IMAGE),
+        "i2t_model": "+".join(m for m in run.network if kinds[m] is ModelKind.IMAGE_TO_TEXT),
+        "network": " → ".join(run.network),
+        "prompt": run.prompt if run.prompt is not None else "(initial image)",
+        "seed": str(run.seed),
+    }
+
+
+def run_data(store: TraceStore, run: RunRecord, embedding_model: str, order: int, images: bool) -> RunData:
+    invocations = [i for i in store.invocations(run.run_id) if i.error is None]
+    seqs, _, vectors = store.trajectory(run.run_id, embedding_model)
+    reference = store.reference_embedding(run.run_id, embedding_model)
+    diagram = next((d.points for d in store.diagrams([run.run_id])
+                    if d.embedding_model == embedding_model and d.subset == "all"), {})
+    image_invocations = [i for i in invocations if i.output_type == "image"]
+    text_invocations = [i for i in invocations if i.output_type == "text"]
+    step = max(1, len(image_invocations) // CONTACT_IMAGES)
+    return RunData(
+        run_id=run.run_id, network=run.network, prompt=run.prompt, seed=run.seed, status=run.status,
+        stop_reason=run.stop_reason if run.status != "failed" else run.error, order=order,
+        output_types=tuple(i.output_type for i in invocations),
+        output_hashes=tuple(i.output_sha256 for i in invocations),
+        trajectory=vectors, trajectory_seqs=tuple(seqs),
+        reference=None if reference is None else reference[1],
+        diagram=diagram,
+        last_image=image_invocations[-1].output if images and image_invocations else None,
+        last_caption=text_invocations[-1].output_text if text_invocations else None,
+        images=tuple((i.sequence_number, i.output) for i in image_invocations[::step][:CONTACT_IMAGES])
+        if images else (),
+        factors=factors(run),
+    )
+
+
+def _ordered(store: TraceStore) -> tuple[list[RunRecord], dict[str, int]]:
+    everything = store.get_runs()
+    order = {r.run_id: i for i, r in enumerate(sorted(everything, key=lambda r: (r.created_at, r.run_id)))}
+    return sorted(everything, key=lambda r: order[r.run_id]), order
+
+
+def store_runs(store: TraceStore, embedding_model: str) -> list[RunData]:
+    """Every stored run embedded by ``embedding_model``, earliest first (no images)."""
+    everything, order = _ordered(store)
+    return [run_data(store, run, embedding_model, order[run.run_id], images=False)
+            for run in everything if embedding_model in run.embedding_models]
+
+
+def experiment_data(store: TraceStore, experiment: str, embedding_model: str | None = None) -> ExperimentData:
+    """An experiment's runs and every stored run embedded by the same model (for comparisons
+    across the whole store). The embedding model defaults to the experiment's first."""
+    row = store.experiment(experiment)
+    if row is None:
+        raise StoreError(f"no experiment named {experiment!r} in the store "
+                         f"(known: {', '.join(store.experiment_names()) or 'none yet'})")
+    model = get_model(embedding_model or row.config["embedding_models"][0]).name
+    own = set(store.experiment_run_ids(experiment))
+    everything, order = _ordered(store)
+    runs, all_runs = [], []
+    for run in everything:
+        if model not in run.embedding_models:
+            continue
+        data = run_data(store, run, model, order[run.run_id], images=run.run_id in own)
+        all_runs.append(data)
+        if run.run_id in own:
+            runs.append(data)
+    return ExperimentData(experiment, model, runs, all_runs)
