@@ -196,6 +196,10 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None) -> None:
         sys.exit(2)
 
     settings.ensure_dagster_home(obj.data)
+    if not obj.verbose:  # the libraries' own loading bars would break up ours
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import dagster as dg
 
     from tracer_pipeline.definitions import defs
@@ -231,11 +235,16 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None) -> None:
                         if event.is_step_failure:
                             error = event.step_failure_data.error
                             dagster_failures.append(f"{event.step_key}: {error.message.strip() if error else ''}")
+        report = _materialize_report(instance, experiment.name, log_level)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: everything computed so far is stored; run the same command to continue.",
                    err=True)
         sys.exit(130)
     _print_summary(store, run_ids, time.perf_counter() - started)
+    if report.failure:
+        dagster_failures.append(report.failure)
+    else:
+        click.echo(f"report: {report.path}")
     failed = [r for r in store.get_runs(run_ids) if r.status == "failed"]
     for message in dagster_failures:
         click.echo(f"dagster step failed: {message}", err=True)
@@ -243,6 +252,30 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None) -> None:
         for run in failed:
             click.echo(f"run {run.run_id} failed: {run.error}", err=True)
         sys.exit(1)
+
+
+class ReportOutcome:
+    def __init__(self, path: Path | None, failure: str | None):
+        self.path, self.failure = path, failure
+
+
+def _materialize_report(instance, experiment: str, log_level: str) -> ReportOutcome:
+    """Compare the store's runs and write the experiment's report, through Dagster."""
+    from tracer_pipeline.definitions import defs
+    from tracer_pipeline.partitions import experiments_partitions
+
+    instance.add_dynamic_partitions(experiments_partitions.name, [experiment])
+    result = defs.resolve_job_def("report").execute_in_process(
+        instance=instance, partition_key=experiment,
+        tags={CLI_PID_TAG: str(os.getpid()), CLI_HOST_TAG: socket.gethostname(), "tracer/experiment": experiment},
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        raise_on_error=False,
+    )
+    if not result.success:
+        errors = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
+        message = "; ".join((e.cause or e).message.strip().splitlines()[-1] for e in errors if e) or "unknown error"
+        return ReportOutcome(None, f"report: {message}")
+    return ReportOutcome(settings.data_dir() / "reports" / experiment / "report.md", None)
 
 
 def _print_summary(store, run_ids: list[str], seconds: float) -> None:
@@ -263,6 +296,38 @@ def _print_summary(store, run_ids: list[str], seconds: float) -> None:
         click.echo(f"  {run.run_id} stuck: {run.stop_reason}")
     if len(stuck) > 10:
         click.echo(f"  … and {len(stuck) - 10} more stuck runs (trajectory-tracer list-runs)")
+
+
+@cli.command("report")
+@click.argument("experiment")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also copy the report (Markdown and PNG figures) into this folder.")
+@click.pass_obj
+def report_command(obj: Context, experiment: str, out: Path | None) -> None:
+    """Compare the store's runs and write EXPERIMENT's report (also shown in the UI as the
+    experiment_report asset): drift and sensitivity, stuck runs, what the store has seen before,
+    and which factor dominates.
+
+    \b
+    Example:
+      trajectory-tracer report quickstart --out report/
+    """
+    import shutil
+
+    if obj.store.experiment(experiment) is None:
+        known = ", ".join(obj.store.experiment_names()) or "none yet"
+        fail(f"no experiment named {experiment!r} in the store (known: {known})")
+    settings.ensure_dagster_home(obj.data)
+    import dagster as dg
+
+    outcome = _materialize_report(dg.DagsterInstance.get(), experiment, "INFO" if obj.verbose else "CRITICAL")
+    if outcome.failure:
+        fail(outcome.failure)
+    path = outcome.path
+    if out is not None:
+        shutil.copytree(path.parent, out, dirs_exist_ok=True)
+        path = out / path.name
+    click.echo(f"report: {path}")
 
 
 # list-runs, status ---------------------------------------------------------------------------
@@ -466,7 +531,8 @@ def export_images_command(obj: Context, run_ids: tuple[str, ...], experiment: st
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
 @click.pass_obj
 def export_data_command(obj: Context, experiment: str | None, out: Path) -> None:
-    """Parquet tables for notebooks: runs, invocations, embeddings, persistence_diagrams.
+    """Parquet tables for notebooks: runs, invocations, embeddings, persistence_diagrams, and
+    the analysis tables of the experiments' reports (analysis_*.parquet).
 
     \b
     Example:
@@ -482,7 +548,7 @@ def export_data_command(obj: Context, experiment: str | None, out: Path) -> None
         ids = resolve_run_ids(store, [], experiment)
     else:
         ids = [r.run_id for r in store.get_runs()]
-    for name, path in export_data(store, ids, out).items():
+    for name, path in export_data(store, ids, out, [experiment] if experiment else None).items():
         click.echo(f"{name}: {path}")
 
 

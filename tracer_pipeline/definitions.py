@@ -2,15 +2,16 @@
 
 import dagster as dg
 
-from tracer_pipeline.jobs import TRACE_ASSETS, trace_job
+from tracer_pipeline.assets.analysis import experiment_report, store_comparison
+from tracer_pipeline.jobs import TRACE_ASSETS, report_job, trace_job
 from tracer_pipeline.resources import ModelPoolResource, TraceStoreResource
 from tracer_pipeline.schedules import seed_schedules
-from tracer_pipeline.sensors import experiments_sensor
+from tracer_pipeline.sensors import experiments_sensor, reports_sensor
 
 defs = dg.Definitions(
-    assets=TRACE_ASSETS,
-    jobs=[trace_job],
-    sensors=[experiments_sensor],
+    assets=[*TRACE_ASSETS, store_comparison, experiment_report],
+    jobs=[trace_job, report_job],
+    sensors=[experiments_sensor, reports_sensor],
     schedules=seed_schedules(),
     resources={
         "store": TraceStoreResource.from_environment(),

@@ -1,10 +1,11 @@
 import dagster as dg
 
+from tracer_pipeline.assets.analysis import experiment_report, store_comparison
 from tracer_pipeline.assets.diagrams import persistence_diagrams
 from tracer_pipeline.assets.embeddings import embeddings
 from tracer_pipeline.assets.invocations import invocations
 from tracer_pipeline.assets.runs import runs
-from tracer_pipeline.partitions import runs_partitions
+from tracer_pipeline.partitions import experiments_partitions, runs_partitions
 
 TRACE_ASSETS = [runs, invocations, embeddings, persistence_diagrams]
 
@@ -14,6 +15,13 @@ trace_job = dg.define_asset_job(
     partitions_def=runs_partitions,
     description="Run, embed and compute persistence diagrams for run partitions. Launched with a "
                 "partition range, the runs in it advance in lockstep with batched model calls.",
+)
+
+report_job = dg.define_asset_job(
+    "report",
+    selection=dg.AssetSelection.assets(store_comparison, experiment_report),
+    partitions_def=experiments_partitions,
+    description="Compare every stored run (diagram distances, attractors) and write an experiment's report.",
 )
 
 

@@ -9,6 +9,7 @@ An invalid config is reported in the tick's log and never stops the others.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +19,7 @@ from tracer_pipeline.assets.diagrams import persistence_diagrams
 from tracer_pipeline.assets.embeddings import embeddings
 from tracer_pipeline.config import load_experiment
 from tracer_pipeline.errors import ConfigError
-from tracer_pipeline.jobs import range_tags, trace_job
+from tracer_pipeline.jobs import range_tags, report_job, trace_job
 from tracer_pipeline.partitions import runs_partitions
 from tracer_pipeline.resources import TraceStoreResource
 from tracer_pipeline.tracing.registration import contiguous_ranges, register_experiment
@@ -69,3 +70,22 @@ def experiments_sensor(context: dg.SensorEvaluationContext, store: TraceStoreRes
         reason = "no new runs" + (f"; {len(problems)} invalid config(s), see the tick's log" if problems else "")
         return dg.SkipReason(reason)
     return dg.SensorResult(run_requests=requests)
+
+
+@dg.sensor(
+    job=report_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Re-materializes the store-wide comparison and an experiment's report when any of the "
+                "experiment's persistence diagrams changed.",
+)
+def reports_sensor(context: dg.SensorEvaluationContext, store: TraceStoreResource):
+    trace = store.get_store()
+    seen = json.loads(context.cursor) if context.cursor else {}
+    current = {name: trace.diagrams_fingerprint(trace.experiment_run_ids(name)) for name in trace.experiment_names()}
+    changed = [name for name, fingerprint in current.items()
+               if seen.get(name) != fingerprint and not fingerprint.startswith("0:")]
+    context.update_cursor(json.dumps(current))
+    if not changed:
+        return dg.SkipReason("no experiment has new persistence diagrams")
+    return [dg.RunRequest(partition_key=name, run_key=f"report:{name}:{current[name]}") for name in changed]

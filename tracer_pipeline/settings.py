@@ -9,6 +9,9 @@ Environment variables (all optional):
   ``float16`` or ``bfloat16``.
 - ``TRACER_MODEL_DIR``: where tiny models are built and cached, and where real model weights
   may be placed as ``<dir>/<repository id>`` (default ``<data dir>/models``).
+- ``TRACER_TORCH_THREADS``: torch's CPU thread count for models on CPU (default 1; 0 leaves
+  torch's default). CPU outputs change with the thread count, so it is pinned for
+  reproducible bytes across machines; raise it for speed where that does not matter.
 - ``TRACER_EXPERIMENTS_DIR``: the folder the sensor watches (default ``./experiments``).
 - ``DAGSTER_HOME``: Dagster's instance folder (default ``<data dir>/dagster_home``).
 """
@@ -50,6 +53,14 @@ def device() -> str:
 
 def dtype() -> str:
     return os.environ.get("TRACER_DTYPE", "auto")
+
+
+def torch_threads() -> int:
+    raw = os.environ.get("TRACER_TORCH_THREADS", "1").strip()
+    if not raw.isdigit():
+        raise ValueError(f"TRACER_TORCH_THREADS must be 0 (torch's default) or a positive "
+                         f"thread count, not {raw!r}")
+    return int(raw)
 
 
 def experiments_dir() -> Path:

@@ -12,8 +12,9 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TRACER_DEVICE", "cpu")
-# Tiny models are built once per test session and shared by every test (and subprocess).
-os.environ.setdefault("TRACER_MODEL_DIR", tempfile.mkdtemp(prefix="tracer-test-models-"))
+# Tiny models are built once and shared by every test, subprocess and later session: builds are
+# atomic and their folders carry the model's version, so a shared cache cannot go stale.
+os.environ.setdefault("TRACER_MODEL_DIR", str(Path(tempfile.gettempdir()) / "tracer-test-models"))
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ class Family(StrEnum):
     REAL = "real"
     TINY = "tiny"
     DUMMY = "dummy"
+    SCENEWORLD = "sceneworld"
 
 
 Output = str | Image.Image
@@ -58,12 +59,20 @@ class ModelFailure:
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How to load a model: resolved device and dtype, where weights live, what is allowed."""
+    """How to load a model: resolved device and dtype, where weights live, what is allowed.
+
+    ``torch_threads``: torch's CPU thread count while models run on CPU (0 leaves torch's
+    default). It is pinned because outputs depend on it: torch splits a convolution's or matrix
+    product's sums differently across threads, so the tiny diffusion models' images differ
+    between 1 and 2 threads (measured: some pixels off by one), and "the same config gives the
+    same stored bytes" would otherwise hold only between machines with the same core count.
+    """
 
     device: str = "cpu"
     dtype: str = "float32"
     model_dir: Path = Path("tracer_data/models")
     trust_remote_code: frozenset[str] = frozenset()
+    torch_threads: int = 1
 
 
 @runtime_checkable

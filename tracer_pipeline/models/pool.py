@@ -19,11 +19,19 @@ def resolve_load_options(
     dtype: str = "auto",
     model_dir: str | Path = "tracer_data/models",
     trust_remote_code: frozenset[str] = frozenset(),
+    torch_threads: int = 1,
 ) -> LoadOptions:
     """Turn ``auto`` into a concrete device (CUDA when present, else CPU) and dtype (float16 on
-    CUDA, float32 on CPU), and check that the device exists."""
+    CUDA, float32 on CPU), and check that the device exists.
+
+    ``torch_threads`` pins torch's CPU thread count (0: torch's default) because CPU outputs
+    depend on it; see :class:`LoadOptions`.
+    """
     if dtype not in DTYPES:
         raise ModelLoadError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    if torch_threads < 0:
+        raise ModelLoadError(f"torch_threads must be 0 (torch's default) or a positive thread "
+                             f"count, not {torch_threads}")
     if device != "cpu" and device != "auto" and not device.startswith("cuda"):
         raise ModelLoadError(f"unknown device {device!r}; {DEVICES_HELP}")
     if device == "cpu":
@@ -45,7 +53,7 @@ def resolve_load_options(
     if dtype == "auto":
         dtype = "float16" if resolved.startswith("cuda") else "float32"
     return LoadOptions(device=resolved, dtype=dtype, model_dir=Path(model_dir),
-                       trust_remote_code=frozenset(trust_remote_code))
+                       trust_remote_code=frozenset(trust_remote_code), torch_threads=torch_threads)
 
 
 class ModelPool:
@@ -65,7 +73,14 @@ class ModelPool:
             except Exception as exc:
                 raise ModelLoadError(f"could not load model {spec.name} ({spec.source}) on "
                                      f"{self.options.device}: {type(exc).__name__}: {exc}") from exc
+            self._pin_threads()
         return self._loaded[spec.name]
+
+    def _pin_threads(self) -> None:
+        # Only once a loader has imported torch: dummy models must not pay for importing it.
+        torch = sys.modules.get("torch")
+        if torch is not None and self.options.device == "cpu" and self.options.torch_threads > 0:
+            torch.set_num_threads(self.options.torch_threads)
 
     @property
     def loaded(self) -> list[str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import difflib
 
 from tracer_pipeline.errors import UnknownModelError
-from tracer_pipeline.models import dummy
+from tracer_pipeline.models import captioning, clip, diffusion, dummy
 from tracer_pipeline.models.base import ModelSpec
 
-_SPECS: list[ModelSpec] = [*dummy.SPECS]
+_SPECS: list[ModelSpec] = [*dummy.SPECS, *diffusion.SPECS, *captioning.SPECS, *clip.SPECS]
 _BY_NAME: dict[str, ModelSpec] = {}
 for _spec in _SPECS:
     for _name in (_spec.name, *_spec.aliases):

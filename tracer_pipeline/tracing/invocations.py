@@ -120,7 +120,8 @@ def _record(state: _RunState, inv: InvocationRecord) -> None:
     key = (_position(inv.sequence_number, len(state.run.network)), inv.output_sha256 or "")
     if state.cycle is None and key in state.seen:
         first = state.seen[key]
-        state.cycle = Cycle(first + 1, inv.sequence_number - first, len(state.run.network))
+        # Periodic from the first occurrence (the initial input, at -1, makes it periodic from 0).
+        state.cycle = Cycle(max(first, 0), inv.sequence_number - first, len(state.run.network))
     state.seen.setdefault(key, inv.sequence_number)
     state.next_seq = inv.sequence_number + 1
     state.last_id = inv.id

@@ -58,14 +58,14 @@ def test_a_repeating_run_stops_at_its_fixed_point_unless_asked_to_continue(tmp_p
     [run_id] = store.register_experiment(parse_experiment(config, "x"))
     outcome = run_invocations(store, pool, [run_id])[run_id]
     stored = store.invocations(run_id)
-    assert outcome.status == "stuck" and outcome.stop_reason == "fixed point from invocation 2"
+    assert outcome.status == "stuck" and outcome.stop_reason == "fixed point from invocation 1"
     assert len(stored) == 4 and stored[3].output_sha256 == stored[1].output_sha256
     assert store.get_run(run_id).status == "stuck"
 
     store.register_experiment(parse_experiment({**config, "name": "y", "stop_when_stuck": False}, "y"))
     outcome = run_invocations(store, pool, [run_id])[run_id]
     assert outcome.status == "complete" and len(store.invocations(run_id)) == 12
-    assert "fixed point from invocation 2; continued as asked" in outcome.stop_reason
+    assert "fixed point from invocation 1; continued as asked" in outcome.stop_reason
 
 
 def test_a_longer_max_length_extends_the_stored_prefix(tmp_path, pool):

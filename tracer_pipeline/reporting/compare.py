@@ -1,0 +1,188 @@
+"""Comparisons across every run in the store ("has it done this before?"): all-pairs persistence
+diagram distances, recurring end states (attractors), and each run's nearest earlier runs.
+
+The all-pairs matrices grow as n², so ``compare_store`` keeps the rows of a previous comparison
+for runs whose diagrams did not change and computes only the pairs that involve new or changed
+runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.spatial.distance import pdist, squareform
+
+from tracer_pipeline.analysis.attractors import find_attractors
+from tracer_pipeline.analysis.cosine import unit_rows
+from tracer_pipeline.analysis.diagram_distances import METRICS, diagram_distance_matrix, nearest_earlier_runs
+from tracer_pipeline.reporting.data import AttractorData, RunData, StoreComparison
+from tracer_pipeline.reporting.measures import MODALITIES, end_state
+
+HOMOLOGY_DIMS = (0, 1)
+DEFAULT_ATTRACTOR_THRESHOLD = 0.1
+
+
+def diagram_hash(diagram: dict[int, np.ndarray]) -> str:
+    """sha256 of a persistence diagram's bars: each dimension, in order, as its float64 (k, 2)
+    array bytes. Equal diagrams hash equally whatever dtype or layout they were stored in."""
+    digest = hashlib.sha256()
+    for dim in sorted(diagram):
+        bars = np.ascontiguousarray(np.asarray(diagram[dim], dtype=np.float64).reshape(-1, 2))
+        digest.update(f"H{dim}:{bars.shape[0]}\0".encode())
+        digest.update(bars.tobytes())
+    return digest.hexdigest()
+
+
+def _bars(run: RunData, dim: int) -> np.ndarray:
+    return np.asarray(run.diagram.get(dim, np.empty((0, 2))), dtype=np.float64).reshape(-1, 2)
+
+
+def _distance_matrices(runs: Sequence[RunData], hashes: Sequence[str],
+                       previous: StoreComparison | None) -> dict[tuple[int, str], np.ndarray]:
+    """(dim, metric) → (n, n) matrix, reusing ``previous`` for pairs of unchanged runs."""
+    position = {} if previous is None else {run_id: i for i, run_id in enumerate(previous.run_ids)}
+    kept = [i for i, (run, digest) in enumerate(zip(runs, hashes, strict=True))
+            if previous is not None and run.run_id in position
+            and previous.diagram_hashes[position[run.run_id]] == digest]
+    new = sorted(set(range(len(runs))) - set(kept))
+    old_index = np.array([position[runs[i].run_id] for i in kept], dtype=np.int64)
+    matrices = {}
+    for dim in HOMOLOGY_DIMS:
+        diagrams = [_bars(run, dim) for run in runs]
+        for metric in METRICS:
+            matrix = np.zeros((len(runs), len(runs)))
+            stored = previous.matrices.get((dim, metric)) if previous is not None else None
+            if stored is None:
+                todo, done = list(range(len(runs))), []
+            else:
+                todo, done = new, kept
+                matrix[np.ix_(done, done)] = stored[np.ix_(old_index, old_index)]
+            if todo:
+                matrix[np.ix_(todo, todo)] = diagram_distance_matrix([diagrams[i] for i in todo], metric)
+            if todo and done:
+                across = diagram_distance_matrix([diagrams[i] for i in todo], metric,
+                                                 others=[diagrams[i] for i in done])
+                matrix[np.ix_(todo, done)] = across
+                matrix[np.ix_(done, todo)] = across.T
+            matrices[(dim, metric)] = matrix
+    return matrices
+
+
+def end_states(runs: Sequence[RunData], modality: str) -> tuple[list[int], np.ndarray]:
+    """The indices of the runs that have an output of ``modality`` and their end states (the
+    embedding of their last such output), as an (R, d) array."""
+    indices, states = [], []
+    for index, run in enumerate(runs):
+        state = end_state(run, modality)
+        if state is not None:
+            indices.append(index)
+            states.append(state)
+    return indices, np.stack(states) if states else np.zeros((0, 0))
+
+
+def _attractors(runs: Sequence[RunData], threshold: float) -> tuple[AttractorData, ...]:
+    found = []
+    for modality in MODALITIES:
+        indices, states = end_states(runs, modality)
+        for attractor in find_attractors(states, threshold) if indices else []:
+            if len(attractor.members) < 2:
+                continue  # a run alone is not a recurring end state
+            found.append(AttractorData(
+                modality=modality,
+                run_ids=tuple(runs[indices[m]].run_id for m in attractor.members),
+                medoid_run_id=runs[indices[attractor.medoid]].run_id,
+                mean_distance_to_medoid=attractor.mean_distance_to_medoid,
+            ))
+    return tuple(found)
+
+
+def compare_store(
+    runs: list[RunData],
+    previous: StoreComparison | None = None,
+    attractor_threshold: float = DEFAULT_ATTRACTOR_THRESHOLD,
+    embedding_model: str | None = None,
+) -> StoreComparison:
+    """All-pairs diagram distances and attractors over every given run (one embedding model).
+
+    Distances: for H0 and H1, bottleneck and 1-Wasserstein
+    (``analysis.diagram_distances.diagram_distance_matrix``; infinite bars dropped; a run without
+    a diagram in a dimension counts as the empty diagram). Rows of ``previous`` are reused for
+    runs present there with an unchanged ``diagram_hash``; only pairs involving the other runs
+    are computed (the ``others=`` argument for new × kept). ``previous`` is not reused when it
+    was made with another embedding model.
+
+    Attractors: per modality ("text", "image"), ``analysis.attractors.find_attractors`` (average
+    linkage on cosine distance, cut at ``attractor_threshold``) on the end states, the embedding
+    of each run's last output of that modality; runs without such an output are left out. Only
+    clusters of at least two runs are kept: a run alone is not a recurring end state.
+
+    Args:
+        runs: the runs to compare, in any order (the result keeps it).
+        previous: an earlier comparison to reuse.
+        attractor_threshold: the largest mean cosine distance inside an attractor.
+        embedding_model: the embedding model the runs' trajectories and diagrams come from;
+            defaults to ``previous.embedding_model``.
+
+    Raises:
+        ValueError: neither ``embedding_model`` nor ``previous`` names the embedding model.
+    """
+    if embedding_model is None:
+        if previous is None:
+            raise ValueError("compare_store needs embedding_model (or a previous comparison to take it from)")
+        embedding_model = previous.embedding_model
+    if previous is not None and previous.embedding_model != embedding_model:
+        previous = None
+    hashes = tuple(diagram_hash(run.diagram) for run in runs)
+    return StoreComparison(
+        embedding_model=embedding_model,
+        run_ids=tuple(run.run_id for run in runs),
+        diagram_hashes=hashes,
+        matrices=_distance_matrices(runs, hashes, previous),
+        attractors=_attractors(runs, attractor_threshold),
+        attractor_threshold=attractor_threshold,
+    )
+
+
+def _nearest(run_ids: Sequence[str], distances: np.ndarray, order: Sequence[int],
+             k: int) -> dict[str, list[tuple[str, float]]]:
+    neighbours = nearest_earlier_runs(distances, np.asarray(order), k)
+    return {run_id: [(run_ids[j], d) for j, d in found] for run_id, found in zip(run_ids, neighbours, strict=True)}
+
+
+def nearest_earlier_by_diagram(
+    comparison: StoreComparison,
+    runs: Sequence[RunData],
+    k: int = 1,
+    homology_dim: int = 1,
+    metric: str = "wasserstein",
+) -> dict[str, list[tuple[str, float]]]:
+    """Each run's k nearest earlier runs by persistence-diagram distance.
+
+    ``analysis.diagram_distances.nearest_earlier_runs`` on ``comparison.matrices[(homology_dim,
+    metric)]``, with "earlier" meaning a lower ``RunData.order``. Only runs both in the comparison
+    and in ``runs`` (which supply the order) take part.
+
+    Returns:
+        run id → up to k (earlier run id, distance), nearest first; empty for the first run.
+    """
+    order = {run.run_id: run.order for run in runs}
+    index = [i for i, run_id in enumerate(comparison.run_ids) if run_id in order]
+    ids = [comparison.run_ids[i] for i in index]
+    distances = comparison.matrices[(homology_dim, metric)][np.ix_(index, index)]
+    return _nearest(ids, distances, [order[run_id] for run_id in ids], k)
+
+
+def nearest_earlier_by_end_state(
+    runs: Sequence[RunData], modality: str, k: int = 1
+) -> dict[str, list[tuple[str, float]]]:
+    """Each run's k nearest earlier runs by the cosine distance between their end states (the
+    last output of ``modality``); runs without such an output are left out."""
+    indices, states = end_states(runs, modality)
+    if not indices:
+        return {}
+    # 1 − s(x, y) = ‖x̂ − ŷ‖² / 2 from exact differences, as the attractors use: runs stuck on
+    # the same output are exactly 0 apart.
+    distances = squareform(pdist(unit_rows(states), metric="sqeuclidean") / 2)
+    return _nearest([runs[i].run_id for i in indices], distances, [runs[i].order for i in indices], k)

@@ -1,0 +1,91 @@
+"""Diagram distances agree with persim's definitions; all-pairs and nearest earlier runs."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import persim
+import pytest
+
+from tracer_pipeline.analysis.diagram_distances import (
+    diagram_distance,
+    diagram_distance_matrix,
+    nearest_earlier_runs,
+)
+
+
+def _random_diagrams(count: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    diagrams = []
+    for size in rng.integers(0, 30, count):
+        birth = rng.uniform(0, 1, size)
+        # Mostly short bars near the diagonal and a few long ones, as in H1 of a trajectory.
+        diagrams.append(np.column_stack([birth, birth + rng.exponential(0.1, size)]))
+    return diagrams
+
+
+def _persim(a: np.ndarray, b: np.ndarray, metric: str) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # persim warns about the infinite bars it drops
+        return persim.bottleneck(a, b) if metric == "bottleneck" else persim.wasserstein(a, b)
+
+
+@pytest.mark.parametrize("metric", ["bottleneck", "wasserstein"])
+def test_all_pairs_match_persim(metric: str) -> None:
+    diagrams = _random_diagrams(14, seed=0)
+    diagrams[2] = np.vstack([diagrams[2], [[0.0, np.inf]]])  # an H0-style infinite bar
+    diagrams[5] = np.array([[0.2, 0.4], [0.2, 0.4], [0.3, 0.3]])  # duplicates, zero length
+    matrix = diagram_distance_matrix(diagrams, metric, threads=2)
+    expected = np.array([[_persim(a, b, metric) for b in diagrams] for a in diagrams])
+    # persim's Wasserstein takes Euclidean distances from sklearn's Gram-matrix formula, ~1e-8
+    # off (even d(X, X) > 0); its bottleneck uses exact differences, like ours.
+    tolerance = 0.0 if metric == "bottleneck" else 1e-7
+    np.testing.assert_allclose(matrix, expected, rtol=0, atol=tolerance)
+    assert np.all(np.diag(matrix) == 0)
+    np.testing.assert_array_equal(matrix, matrix.T)
+
+
+@pytest.mark.parametrize("metric", ["bottleneck", "wasserstein"])
+def test_cross_distances_equal_the_block_of_the_full_matrix(metric: str) -> None:
+    diagrams = _random_diagrams(9, seed=1)
+    full = diagram_distance_matrix(diagrams, metric, threads=1)
+    cross = diagram_distance_matrix(diagrams[:4], metric, others=diagrams[4:], threads=3)
+    np.testing.assert_array_equal(cross, full[:4, 4:])
+
+
+def test_known_distances() -> None:
+    a = np.array([[0.0, 1.0]])
+    b = np.array([[0.0, 1.2], [0.5, 0.6]])
+    # Bottleneck: (0,1)↔(0,1.2) costs 0.2 (L∞); (0.5,0.6) to the diagonal 0.05.
+    assert diagram_distance(a, b, "bottleneck") == pytest.approx(0.2)
+    # Wasserstein: 0.2 (Euclidean) + 0.1/√2 for the short bar.
+    assert diagram_distance(a, b, "wasserstein") == pytest.approx(0.2 + 0.1 / np.sqrt(2))
+    empty = np.empty((0, 2))
+    assert diagram_distance(empty, b, "bottleneck") == pytest.approx(0.6)
+    assert diagram_distance(empty, empty, "wasserstein") == 0.0
+    # The infinite bar is dropped, so it costs nothing.
+    assert diagram_distance(np.array([[0.0, np.inf]]), empty, "bottleneck") == 0.0
+
+
+def test_unknown_metric_is_rejected() -> None:
+    with pytest.raises(ValueError, match="bottleneck, wasserstein"):
+        diagram_distance_matrix([], "heat")  # type: ignore[arg-type]
+
+
+def test_nearest_earlier_runs() -> None:
+    distances = np.array(
+        [
+            [0.0, 1.0, 2.0, 3.0],
+            [1.0, 0.0, 0.5, 0.2],
+            [2.0, 0.5, 0.0, 0.1],
+            [3.0, 0.2, 0.1, 0.0],
+        ]
+    )
+    order = [10, 20, 30, 30]  # runs 2 and 3 started together: neither is earlier
+    assert nearest_earlier_runs(distances, order, k=2) == [
+        [],
+        [(0, 1.0)],
+        [(1, 0.5), (0, 2.0)],
+        [(1, 0.2), (0, 3.0)],
+    ]

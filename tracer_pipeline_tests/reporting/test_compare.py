@@ -1,0 +1,96 @@
+"""The store-wide comparison: diagram distances reused incrementally, attractors, nearest earlier runs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tracer_pipeline.reporting.compare import (
+    compare_store,
+    diagram_hash,
+    nearest_earlier_by_diagram,
+    nearest_earlier_by_end_state,
+)
+from tracer_pipeline.reporting.measures import end_state
+from tracer_pipeline_tests.reporting.runs import DIM, basis, make_run, unit, wander
+
+
+def _runs(count: int) -> list:
+    return [make_run(f"r{i}", wander(np.random.default_rng(i), basis(i % DIM), 12, 0.4), seed=i, order=i)
+            for i in range(count)]
+
+
+def test_diagram_hash_depends_on_the_bars_only() -> None:
+    diagram = {0: np.array([[0.0, 0.5], [0.0, np.inf]]), 1: np.array([[0.25, 0.375]])}
+    same = {1: np.array([[0.25, 0.375]], dtype=np.float32), 0: np.array([[0.0, 0.5], [0.0, np.inf]])}
+    assert diagram_hash(diagram) == diagram_hash(same)
+    assert diagram_hash(diagram) != diagram_hash({**diagram, 1: np.array([[0.25, 0.5]])})
+    assert diagram_hash(diagram) != diagram_hash({0: diagram[0]})
+
+
+def test_incremental_comparison_reuses_unchanged_rows_and_equals_a_fresh_one() -> None:
+    runs = _runs(5)
+    fresh = compare_store(runs, embedding_model="m")
+    assert set(fresh.matrices) == {(d, m) for d in (0, 1) for m in ("bottleneck", "wasserstein")}
+    for matrix in fresh.matrices.values():
+        assert matrix.shape == (5, 5)
+        np.testing.assert_allclose(matrix, matrix.T)
+        assert np.all(np.diag(matrix) == 0)
+
+    previous = compare_store(runs[:3], embedding_model="m")
+    incremental = compare_store(runs, previous=previous)
+    assert incremental.embedding_model == "m"
+    assert incremental.diagram_hashes == fresh.diagram_hashes
+    for key, matrix in fresh.matrices.items():
+        np.testing.assert_allclose(incremental.matrices[key], matrix, rtol=1e-12, atol=1e-12)
+
+    # A marked value in the previous matrix comes back: kept pairs are copied, not recomputed.
+    marked = {key: matrix.copy() for key, matrix in previous.matrices.items()}
+    marked[(1, "wasserstein")][0, 1] = marked[(1, "wasserstein")][1, 0] = 123.0
+    reused = compare_store(list(reversed(runs)), previous=dataclasses.replace(previous, matrices=marked))
+    assert reused.run_ids == tuple(r.run_id for r in reversed(runs))
+    assert reused.matrices[(1, "wasserstein")][4, 3] == 123.0
+
+    # A run whose diagram changed is compared again; one made with another embedding model is ignored.
+    changed = [*runs[:2], make_run("r2", wander(np.random.default_rng(42), basis(7), 12, 0.4), order=2), *runs[3:]]
+    again = compare_store(changed, previous=dataclasses.replace(previous, matrices=marked))
+    expected = compare_store(changed, embedding_model="m")
+    np.testing.assert_allclose(again.matrices[(1, "bottleneck")], expected.matrices[(1, "bottleneck")])
+    assert compare_store(runs, previous=dataclasses.replace(previous, matrices=marked),
+                         embedding_model="other").matrices[(1, "wasserstein")][0, 1] != 123.0
+
+
+def test_comparison_needs_an_embedding_model() -> None:
+    with pytest.raises(ValueError, match="embedding_model"):
+        compare_store(_runs(2))
+
+
+def test_runs_ending_on_the_same_output_form_an_attractor() -> None:
+    rng = np.random.default_rng(3)
+    end = wander(rng, basis(2), 2, 0.3)  # one image embedding, one text embedding
+    runs = [make_run(f"same{i}", np.vstack([wander(rng, basis(0), 4, 0.3), end]), seed=i, order=i) for i in range(3)]
+    runs.append(make_run("elsewhere", wander(rng, basis(9), 6, 0.3), seed=9, order=3))
+    runs.append(make_run("empty", np.zeros((0, DIM)), seed=10, order=4, status="failed"))
+    comparison = compare_store(runs, embedding_model="m")
+
+    assert {(a.modality, a.run_ids) for a in comparison.attractors} == {
+        ("image", ("same0", "same1", "same2")), ("text", ("same0", "same1", "same2"))}
+    assert all(a.mean_distance_to_medoid == 0.0 for a in comparison.attractors)
+
+    by_end = nearest_earlier_by_end_state(runs, "text")
+    assert "empty" not in by_end
+    assert by_end["same0"] == []
+    assert by_end["same2"] == [("same0", 0.0)]  # ties go to the earlier run
+    by_shape = nearest_earlier_by_diagram(comparison, runs, k=2)
+    assert by_shape["same0"] == []
+    assert len(by_shape["elsewhere"]) == 2
+    assert {run_id for run_id, _ in by_shape["elsewhere"]} <= {"same0", "same1", "same2"}
+
+
+def test_end_state_is_the_last_output_of_the_modality() -> None:
+    rows = np.stack([unit(basis(i) + 0.1 * basis(i + 1)) for i in range(5)])
+    run = make_run("r", rows)  # image, text, image, text, image
+    np.testing.assert_allclose(end_state(run, "text"), rows[3])
+    np.testing.assert_allclose(end_state(run, "image"), rows[4])
