@@ -47,6 +47,17 @@ def test_run_experiment_stores_everything_and_prints_a_summary(finished):
     assert (data / "dagster_home" / "dagster.yaml").exists()  # the UI's instance, created on demand
     store = TraceStore(f"sqlite:///{data / 'tracer.sqlite'}")
     assert len(store.get_runs()) == 8
+    report = data / "reports" / "cli" / "report.md"
+    assert f"report: {report}" in result.stdout and "## 2. Is it stuck?" in report.read_text()
+
+
+def test_report_command_writes_the_report_where_asked(finished, tmp_path):
+    data, _ = finished
+    result = tracer("report", "cli", "--out", str(tmp_path / "out"), data_dir=data)
+    assert f"report: {tmp_path / 'out' / 'report.md'}" in result.stdout
+    assert (tmp_path / "out" / "drift.png").exists()
+    missing = tracer("report", "nope", data_dir=data, check=False)
+    assert missing.returncode == 1 and "no experiment named 'nope'" in missing.stderr
 
 
 def test_list_runs_json(finished):
@@ -117,6 +128,8 @@ def test_export_data_matches_the_store(finished, tmp_path):
     assert np.array_equal(np.array(exported, dtype=np.float32), vectors)
     h0 = diagrams.filter((pl.col("run_id") == run_id) & (pl.col("subset") == "all") & (pl.col("homology_dim") == 0))
     assert h0["death"].is_infinite().sum() == 1
+    metrics = pl.read_parquet(out / "analysis_run_metrics.parquet")
+    assert metrics.height == 8 and set(metrics["experiment"]) == {"cli"}
 
 
 def test_a_bad_config_exits_2_lists_every_problem_and_writes_nothing(tmp_path):
