@@ -188,3 +188,20 @@ def test_lockstep_with_tiny_models_matches_one_run_at_a_time(tmp_path):
         run_invocations(single, pool, [run_id])
     assert digests(batched, ids) == digests(single, ids)
     assert len({d[0] for d in digests(batched, ids).values()}) == 4  # seeds and prompts matter
+
+
+def test_a_new_tda_version_recomputes_diagrams_and_replaces_the_old_ones(tmp_path, pool, monkeypatch):
+    import tracer_pipeline.tracing.diagrams as diagrams_module
+
+    store = make_store(tmp_path)
+    ids = store.register_experiment(parse_experiment({**CONFIG, "seeds": [1]}, "x"))
+    run_invocations(store, pool, ids)
+    embed_runs(store, pool, ids)
+    compute_diagrams(store, ids)
+    old = {d.params_hash for d in store.diagrams(ids)}
+    monkeypatch.setattr(diagrams_module, "TDA_VERSION", "next")
+    outcomes = compute_diagrams(store, ids)
+    assert all(len(o.computed) == 3 and not o.skipped for o in outcomes.values())
+    stored = store.diagrams(ids)
+    assert len(stored) == 3 * len(ids)  # replaced, not added beside the old ones
+    assert not {d.params_hash for d in stored} & old and {d.params["tda_version"] for d in stored} == {"next"}
