@@ -8,6 +8,7 @@ on first use, see :mod:`tracer_pipeline.models.tiny`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -78,7 +79,10 @@ def load(weights: Weights, spec: ModelSpec, options: LoadOptions,
     """Load ``spec`` from its directory (real or tiny) onto ``options.device``."""
     directory = weights.locate(spec, options)
     from diffusers import AutoPipelineForText2Image
+    from diffusers.utils import logging as diffusers_logging
 
+    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS"):  # diffusers' loading bar ignores it otherwise
+        diffusers_logging.disable_progress_bar()
     pipeline = AutoPipelineForText2Image.from_pretrained(
         directory, dtype=torch_dtype(options, half), local_files_only=True)
     pipeline.to(options.device)
