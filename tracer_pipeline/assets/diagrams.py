@@ -2,7 +2,7 @@ import dagster as dg
 import numpy as np
 
 from tracer_pipeline.assets.embeddings import embeddings
-from tracer_pipeline.assets.metadata import combined_version, table
+from tracer_pipeline.assets.metadata import combined_version, problem_list, table
 from tracer_pipeline.partitions import runs_partitions
 from tracer_pipeline.resources import TraceStoreResource
 from tracer_pipeline.tracing.diagrams import compute_diagrams
@@ -60,5 +60,5 @@ def persistence_diagrams(context: dg.AssetExecutionContext, store: TraceStoreRes
                 problems.append(f"{d.run_id}/{d.embedding_model}/{d.subset}: H{dim} has {infinite} infinite bars")
     yield dg.AssetCheckResult(
         check_name=VALID_CHECK, passed=not problems,
-        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:50]) or "none")},
+        metadata={"problems": problem_list(problems)},
     )

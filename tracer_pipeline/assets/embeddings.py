@@ -4,7 +4,7 @@ import dagster as dg
 import numpy as np
 
 from tracer_pipeline.assets.invocations import invocations
-from tracer_pipeline.assets.metadata import combined_version, table
+from tracer_pipeline.assets.metadata import combined_version, problem_list, table
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.partitions import runs_partitions
 from tracer_pipeline.resources import ModelPoolResource, TraceStoreResource
@@ -67,5 +67,5 @@ def embeddings(context: dg.AssetExecutionContext, store: TraceStoreResource, mod
                 problems.append(f"{run.run_id}/{model}: norms from {norms.min():.4f} to {norms.max():.4f}")
     yield dg.AssetCheckResult(
         check_name=VALID_CHECK, passed=not problems,
-        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:50]) or "none")},
+        metadata={"problems": problem_list(problems)},
     )

@@ -2,7 +2,7 @@ import time
 
 import dagster as dg
 
-from tracer_pipeline.assets.metadata import combined_version, table, trajectory_preview
+from tracer_pipeline.assets.metadata import combined_version, problem_list, table, trajectory_preview
 from tracer_pipeline.assets.runs import runs
 from tracer_pipeline.partitions import runs_partitions
 from tracer_pipeline.resources import ModelPoolResource, TraceStoreResource
@@ -71,7 +71,7 @@ def invocations(
     problems = _completeness_problems(trace, keys)
     yield dg.AssetCheckResult(
         check_name=COMPLETE_CHECK, passed=not problems,
-        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")},
+        metadata={"problems": problem_list(problems)},
     )
 
 

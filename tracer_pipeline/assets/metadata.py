@@ -60,6 +60,14 @@ def table(rows: Sequence[dict], descriptions: dict[str, str] | None = None) -> d
     )
 
 
+def problem_list(problems: Sequence[str], limit: int = 50) -> dg.MetadataValue:
+    """An asset check's problems as a Markdown list (the first ``limit`` of them)."""
+    lines = [f"- {p}" for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"- … and {len(problems) - limit} more")
+    return dg.MetadataValue.md("\n".join(lines) or "none")
+
+
 def combined_version(versions: Sequence[str]) -> dg.DataVersion:
     """One data version for several partitions materialized in one Dagster run (Dagster records
     the same result for each of them)."""
