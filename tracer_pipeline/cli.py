@@ -231,10 +231,7 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None) -> None:
                     raise_on_error=False,
                 )
                 if not result.success:
-                    for event in result.all_events:
-                        if event.is_step_failure:
-                            error = event.step_failure_data.error
-                            dagster_failures.append(f"{event.step_key}: {error.message.strip() if error else ''}")
+                    dagster_failures += _step_failures(result)
         report = _materialize_report(instance, experiment.name, log_level)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: everything computed so far is stored; run the same command to continue.",
@@ -252,6 +249,22 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None) -> None:
         for run in failed:
             click.echo(f"run {run.run_id} failed: {run.error}", err=True)
         sys.exit(1)
+
+
+def _step_failures(result) -> list[str]:
+    """One line per failed step: the asset's own description, or the error that ended it."""
+    lines = []
+    for event in result.all_events:
+        if not event.is_step_failure:
+            continue
+        data = event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            message = data.user_failure_data.description
+        else:
+            error = data.error.cause or data.error if data.error else None
+            message = error.message.strip().splitlines()[-1] if error else "unknown error"
+        lines.append(f"{event.step_key}: {message}")
+    return lines
 
 
 class ReportOutcome:
@@ -272,9 +285,7 @@ def _materialize_report(instance, experiment: str, log_level: str) -> ReportOutc
         raise_on_error=False,
     )
     if not result.success:
-        errors = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
-        message = "; ".join((e.cause or e).message.strip().splitlines()[-1] for e in errors if e) or "unknown error"
-        return ReportOutcome(None, f"report: {message}")
+        return ReportOutcome(None, "; ".join(_step_failures(result)) or "report: unknown error")
     return ReportOutcome(settings.data_dir() / "reports" / experiment / "report.md", None)
 
 

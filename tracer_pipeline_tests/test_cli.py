@@ -171,3 +171,14 @@ def test_a_killed_run_experiment_resumes_where_it_stopped(tmp_path):
         stored = store.invocations(run.run_id)
         assert [i.sequence_number for i in stored] == list(range(2000))  # complete, no gap, no duplicate
         assert run.status == "complete"
+
+
+def test_runs_of_a_model_without_weights_fail_clearly_with_exit_1(tmp_path):
+    config = tmp_path / "real.json"
+    config.write_text(json.dumps({"networks": [["SDTurbo", "BLIP"]], "seeds": [1], "prompts": ["a red balloon"],
+                                  "embedding_models": ["CLIP-ViT-B-32"], "max_length": 4}))
+    result = tracer("run-experiment", str(config), data_dir=tmp_path / "data", check=False)
+    assert result.returncode == 1
+    assert "failed: SDTurbo: weights of model SDTurbo (Hugging Face repository stabilityai/sd-turbo)" in result.stderr
+    assert "hf download stabilityai/sd-turbo" in result.stderr
+    assert "1 failed" in result.stdout
