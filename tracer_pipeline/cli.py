@@ -341,6 +341,37 @@ def report_command(obj: Context, experiment: str, out: Path | None) -> None:
     click.echo(f"report: {path}")
 
 
+@cli.command("train-sceneworld")
+@click.option("--seed", default=0, show_default=True, help="Training seed: the same seed gives the same weights.")
+@click.pass_obj
+def train_sceneworld(obj: Context, seed: int) -> None:
+    """Retrain the SceneWorld models from scratch on CPU (about 35 CPU-minutes) through Dagster
+    (the sceneworld_models asset), into <data dir>/sceneworld/seed-SEED, and print their quality
+    figures. Already trained there with this code version: nothing is retrained.
+
+    \b
+    Example:
+      trajectory-tracer train-sceneworld --seed 0
+    """
+    settings.ensure_dagster_home(obj.data)
+    import dagster as dg
+
+    from tracer_pipeline.assets.sceneworld import sceneworld_models
+
+    result = dg.materialize(
+        [sceneworld_models], instance=dg.DagsterInstance.get(),
+        run_config={"ops": {"sceneworld_models": {"config": {"seed": seed}}},
+                    "loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        raise_on_error=False,
+    )
+    if not result.success:
+        fail("; ".join(_step_failures(result)))
+    folder = obj.data / "sceneworld" / f"seed-{seed}"
+    click.echo((folder / "metrics.json").read_text())
+    click.echo(f"weights: {folder}\nto use them, copy the .safetensors, .json files into "
+               f"{settings.PACKAGE_DIR / 'sceneworld' / 'weights'}")
+
+
 # list-runs, status ---------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -64,7 +65,8 @@ def export_images(store: TraceStore, run_ids: list[str], out: Path) -> list[Path
         folder.mkdir(parents=True, exist_ok=True)
         invocations = store.invocations(run.run_id)
         by_id = {inv.id: inv for inv in invocations}
-        cells: list[tuple[int, Image.Image]] = []
+        caption_of = {inv.input_invocation_id: inv.output_text for inv in invocations if inv.output_type == "text"}
+        cells: list[tuple[int, Image.Image, str | None]] = []
         for inv in invocations:
             if inv.output_type != "image":
                 continue
@@ -83,27 +85,34 @@ def export_images(store: TraceStore, run_ids: list[str], out: Path) -> list[Path
             path = folder / f"{inv.sequence_number:05d}_{inv.model}.jpg"
             image.save(path, format="JPEG", quality=92, exif=exif, xmp=_xmp(fields))
             written.append(path)
-            cells.append((inv.sequence_number, image))
+            cells.append((inv.sequence_number, image, caption_of.get(inv.id)))
         if cells:
-            sheet = contact_sheet(cells, f"{run.run_id}  {' -> '.join(run.network)}  seed {run.seed}")
+            start = f"from: {run.prompt}" if run.prompt else "from an initial image"
+            sheet = contact_sheet(cells, f"{run.run_id}  {' -> '.join(run.network)}  seed {run.seed}  {start}")
             path = out / f"{run.run_id}_contact_sheet.jpg"
             sheet.save(path, format="JPEG", quality=90)
             written.append(path)
     return written
 
 
-def contact_sheet(cells: list[tuple[int, Image.Image]], title: str) -> Image.Image:
-    """A grid of thumbnails labelled with their sequence numbers."""
-    columns = min(8, len(cells))
+def contact_sheet(cells: list[tuple[int, Image.Image, str | None]], title: str) -> Image.Image:
+    """A grid of thumbnails labelled with their sequence numbers and, under each, the caption the
+    next model gave it."""
+    columns = min(6, len(cells))
     rows = math.ceil(len(cells) / columns)
-    label = 14
-    sheet = Image.new("RGB", (columns * CONTACT_CELL_PX, rows * (CONTACT_CELL_PX + label) + 20), "white")
+    width = CONTACT_CELL_PX + 24
+    lines = 6
+    height = CONTACT_CELL_PX + 14 + 11 * lines
+    sheet = Image.new("RGB", (columns * width, rows * height + 20), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((4, 4), title[:120], fill="black")
-    for i, (seq, image) in enumerate(cells):
-        x, y = (i % columns) * CONTACT_CELL_PX, 20 + (i // columns) * (CONTACT_CELL_PX + label)
-        sheet.paste(image.resize((CONTACT_CELL_PX - 4, CONTACT_CELL_PX - 4)), (x + 2, y + 2))
-        draw.text((x + 4, y + CONTACT_CELL_PX), f"#{seq}", fill="black")
+    draw.text((4, 4), title[:140], fill="black")
+    for i, (seq, image, caption) in enumerate(cells):
+        x, y = (i % columns) * width, 20 + (i // columns) * height
+        sheet.paste(image.resize((CONTACT_CELL_PX, CONTACT_CELL_PX)), (x + 12, y + 2))
+        draw.text((x + 12, y + CONTACT_CELL_PX + 3), f"#{seq}", fill="black")
+        wrapped = textwrap.wrap(caption, width=20)[:lines] if caption else []
+        for k, line in enumerate(wrapped):
+            draw.text((x + 4, y + CONTACT_CELL_PX + 15 + 11 * k), line, fill=(60, 60, 60))
     return sheet
 
 

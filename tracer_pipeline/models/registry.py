@@ -7,8 +7,10 @@ import difflib
 from tracer_pipeline.errors import UnknownModelError
 from tracer_pipeline.models import captioning, clip, diffusion, dummy
 from tracer_pipeline.models.base import ModelSpec
+from tracer_pipeline.sceneworld import models as sceneworld
 
-_SPECS: list[ModelSpec] = [*dummy.SPECS, *diffusion.SPECS, *captioning.SPECS, *clip.SPECS]
+_SPECS: list[ModelSpec] = [*dummy.SPECS, *diffusion.SPECS, *captioning.SPECS, *clip.SPECS,
+                           *sceneworld.SPECS]
 _BY_NAME: dict[str, ModelSpec] = {}
 for _spec in _SPECS:
     for _name in (_spec.name, *_spec.aliases):

@@ -1,0 +1,221 @@
+"""The SceneWorld models as registry entries and adapters: SceneT2I, SceneI2T, SceneCLIP.
+
+Small learned models of the SceneWorld grammar, trained by :mod:`tracer_pipeline.sceneworld.train`
+and shipped in ``weights/``, so offline CPU runs show real drift and collapse. torch is imported
+only when a model loads. Every item is computed on its own, so a batch gives exactly what the
+items give one by one, and SceneT2I's noise comes from the item's seed alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from tracer_pipeline.errors import WeightsNotFoundError
+from tracer_pipeline.models.base import (
+    Family,
+    LoadOptions,
+    Modality,
+    ModelFailure,
+    ModelKind,
+    ModelSpec,
+    Output,
+    check_caption,
+    normalise,
+)
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+# Bump when retrained weights or changed code change what a model outputs.
+VERSION = "1"
+_CPU = LoadOptions()
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def weight_files(name: str) -> tuple[str, str]:
+    """(weights, config) file names of one network (generator, captioner, clip) in a directory."""
+    return f"{name}.safetensors", f"{name}.json"
+
+
+def _check_weights(weights_dir: Path, name: str) -> None:
+    missing = [f for f in (*weight_files(name), TOKENIZER_FILE) if not (weights_dir / f).exists()]
+    if missing:
+        raise WeightsNotFoundError(
+            f"SceneWorld weights missing in {weights_dir}: {', '.join(missing)}; retrain them with "
+            f"`python -m tracer_pipeline.sceneworld.train --out {weights_dir}`")
+
+
+def _load_network(weights_dir: Path, name: str, options: LoadOptions) -> Any:
+    """(network in eval mode on the requested device and dtype, tokenizer)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from tracer_pipeline.sceneworld import networks as nets
+    from tracer_pipeline.sceneworld.tokenizer import WordTokenizer
+
+    _check_weights(weights_dir, name)
+    weights, config_file = weight_files(name)
+    if name == "generator":
+        network = nets.SceneGenerator(nets.load_config(nets.GeneratorConfig, weights_dir / config_file))
+    elif name == "captioner":
+        network = nets.SceneCaptioner(nets.load_config(nets.CaptionerConfig, weights_dir / config_file))
+    else:
+        network = nets.build_clip(nets.load_config(nets.ClipConfig, weights_dir / config_file))
+    network.load_state_dict(load_file(str(weights_dir / weights)))
+    network.to(device=options.device, dtype=getattr(torch, options.dtype)).eval()
+    return network, WordTokenizer.load(weights_dir / TOKENIZER_FILE)
+
+
+class SceneT2I:
+    """Caption → 64×64 scene. The seed draws the noise vector (the renderer's jitter), so one
+    prompt gives a family of slightly different pictures of the same scene."""
+
+    def __init__(self, weights_dir: Path = WEIGHTS_DIR, options: LoadOptions = _CPU):
+        self.network, self.tokenizer = _load_network(weights_dir, "generator", options)
+
+    def _one(self, text: str, seed: int) -> Image.Image:
+        import torch
+
+        from tracer_pipeline.sceneworld.render import jitter_from_seed
+
+        parameter = next(self.network.parameters())
+        tokens = torch.tensor([self.tokenizer.encode(text)], device=parameter.device)
+        noise = torch.from_numpy(jitter_from_seed(seed)[None]).to(parameter)
+        with torch.inference_mode():
+            pixels = self.network(tokens, noise)[0].float().cpu().numpy()
+        array = np.clip(np.rint(pixels.transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(array, mode="RGB")
+
+    def generate(self, inputs: Sequence[Output], seeds: Sequence[int]) -> list[Output | ModelFailure]:
+        results: list[Output | ModelFailure] = []
+        for text, seed in zip(inputs, seeds, strict=True):
+            if not isinstance(text, str):
+                results.append(ModelFailure("WrongInput", "SceneT2I expects text, got an image"))
+                continue
+            try:
+                results.append(self._one(text, seed))
+            except Exception as exc:  # one bad item must not fail the batch
+                results.append(ModelFailure.from_exception(exc))
+        return results
+
+
+class SceneI2T:
+    """Image → caption: any image is first resized to 64×64. Greedy when ``temperature`` is 0
+    (the seed is then unused), else each word is sampled with a generator seeded by the run's
+    seed: a lossier captioner whose misreadings make runs drift."""
+
+    def __init__(self, weights_dir: Path = WEIGHTS_DIR, options: LoadOptions = _CPU, temperature: float = 0.0):
+        self.network, self.tokenizer = _load_network(weights_dir, "captioner", options)
+        self.temperature = temperature
+
+    def _one(self, image: Image.Image, seed: int) -> str:
+        import torch
+
+        from tracer_pipeline.sceneworld.render import image_array
+
+        parameter = next(self.network.parameters())
+        pixels = torch.from_numpy(image_array(image)[None]).to(parameter)
+        generator = torch.Generator("cpu").manual_seed(seed) if self.temperature > 0 else None
+        with torch.inference_mode():
+            ids = self.network.decode(pixels, self.tokenizer.bos_id, self.tokenizer.eos_id,
+                                      self.temperature, generator)
+        return self.tokenizer.decode(ids)
+
+    def generate(self, inputs: Sequence[Output], seeds: Sequence[int]) -> list[Output | ModelFailure]:
+        results: list[Output | ModelFailure] = []
+        for image, seed in zip(inputs, seeds, strict=True):
+            if isinstance(image, str):
+                results.append(ModelFailure("WrongInput", "SceneI2T expects an image, got text"))
+                continue
+            try:
+                results.append(check_caption(self._one(image, seed)))
+            except Exception as exc:  # one bad item must not fail the batch
+                results.append(ModelFailure.from_exception(exc))
+        return results
+
+
+class SceneCLIP:
+    """Text and images → one 64-d space, trained contrastively on SceneWorld (scene, caption)
+    pairs: a caption lies near the pictures it describes."""
+
+    def __init__(self, weights_dir: Path = WEIGHTS_DIR, options: LoadOptions = _CPU):
+        self.network, self.tokenizer = _load_network(weights_dir, "clip", options)
+        self.dimension = int(self.network.text_projection.shape[1])
+
+    def _one(self, item: Output) -> np.ndarray:
+        import torch
+
+        from tracer_pipeline.sceneworld.networks import clip_pixels
+        from tracer_pipeline.sceneworld.render import image_array
+
+        parameter = next(self.network.parameters())
+        with torch.inference_mode():
+            if isinstance(item, str):
+                tokens = torch.tensor([self.tokenizer.encode(item)], device=parameter.device)
+                vector = self.network.encode_text(tokens)
+            else:
+                pixels = torch.from_numpy(image_array(item)[None]).to(parameter)
+                vector = self.network.encode_image(clip_pixels(pixels))
+        return vector[0].float().cpu().numpy()
+
+    def embed(self, items: Sequence[Output]) -> list[np.ndarray | ModelFailure]:
+        results: list[np.ndarray | ModelFailure] = []
+        for item in items:
+            try:
+                results.append(normalise(self._one(item)))
+            except Exception as exc:  # one bad item must not fail the batch
+                results.append(ModelFailure.from_exception(exc))
+        return results
+
+
+def _load_t2i(spec: ModelSpec, options: LoadOptions) -> SceneT2I:
+    return SceneT2I(WEIGHTS_DIR, options)
+
+
+def _load_i2t(spec: ModelSpec, options: LoadOptions) -> SceneI2T:
+    return SceneI2T(WEIGHTS_DIR, options, temperature=float(spec.params["temperature"]))
+
+
+def _load_clip(spec: ModelSpec, options: LoadOptions) -> SceneCLIP:
+    return SceneCLIP(WEIGHTS_DIR, options)
+
+
+def _available(name: str) -> Any:
+    def check(options: LoadOptions) -> bool:
+        return (WEIGHTS_DIR / weight_files(name)[0]).exists()
+    return check
+
+
+SPECS = [
+    ModelSpec(
+        name="SceneT2I", kind=ModelKind.TEXT_TO_IMAGE, family=Family.SCENEWORLD, loader=_load_t2i,
+        description="SceneWorld text→image: a small trained conditional decoder drawing 1–3 "
+                    "shapes at 64×64; the seed jitters position, size and colour.",
+        version=VERSION, source=f"shipped: {WEIGHTS_DIR.name}/generator.safetensors",
+        params={"size": 64}, weights_available=_available("generator"),
+    ),
+    ModelSpec(
+        name="SceneI2T", kind=ModelKind.IMAGE_TO_TEXT, family=Family.SCENEWORLD, loader=_load_i2t,
+        description="SceneWorld image→text: a small trained captioner (conv encoder, GRU "
+                    "decoder with attention), greedy: the faithful setting.",
+        version=VERSION, source=f"shipped: {WEIGHTS_DIR.name}/captioner.safetensors",
+        params={"decoding": "greedy", "temperature": 0.0}, weights_available=_available("captioner"),
+    ),
+    ModelSpec(
+        name="SceneI2TSampled", kind=ModelKind.IMAGE_TO_TEXT, family=Family.SCENEWORLD, loader=_load_i2t,
+        description="SceneWorld image→text, the same captioner sampling each word at temperature 2 with "
+                    "the run's seed: the lossy setting, whose misreadings make runs drift.",
+        version=VERSION, source=f"shipped: {WEIGHTS_DIR.name}/captioner.safetensors",
+        params={"decoding": "sampled", "temperature": 2.0}, weights_available=_available("captioner"),
+    ),
+    ModelSpec(
+        name="SceneCLIP", kind=ModelKind.EMBEDDING, family=Family.SCENEWORLD, loader=_load_clip,
+        description="SceneWorld joint text–image embedding: a small open_clip CLIP trained "
+                    "contrastively on (scene, caption) pairs, 64-d.",
+        version=VERSION, source=f"shipped: {WEIGHTS_DIR.name}/clip.safetensors",
+        embeds=frozenset({Modality.TEXT, Modality.IMAGE}), weights_available=_available("clip"),
+    ),
+]

@@ -1,0 +1,254 @@
+"""Train the three SceneWorld models from scratch, reproducibly, on one CPU thread.
+
+    python -m tracer_pipeline.sceneworld.train --out DIR [--seed N] [--only MODEL]
+
+Training data is drawn on the fly from the grammar and the renderer (held-out scenes are never
+drawn), each model from its own seeded random stream, so a model trains to the same bytes
+whether it is trained alone or with the others. One thread is used because results differ
+between thread counts and a shared machine gains little from more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from tracer_pipeline.sceneworld import networks as nets
+from tracer_pipeline.sceneworld.grammar import (
+    CLAUSE_SEPARATORS,
+    POSITIONS,
+    canonical_caption,
+    random_scene,
+    varied_caption,
+)
+from tracer_pipeline.sceneworld.models import TOKENIZER_FILE, weight_files
+from tracer_pipeline.sceneworld.render import (
+    BACKGROUND,
+    CENTRES,
+    JITTER_DIM,
+    image_array,
+    object_masks,
+    render,
+)
+from tracer_pipeline.sceneworld.tokenizer import WordTokenizer
+
+Progress = Callable[[str, int, int, float], None]
+MODELS = ("captioner", "clip", "generator")
+# (steps, batch size, peak learning rate) per model: 35 CPU-minutes in all on a busy shared core.
+SCHEDULE = {"captioner": (800, 48, 2e-3), "clip": (800, 128, 1e-3), "generator": (1200, 32, 2e-3)}
+BACKGROUND_PIXEL = torch.tensor(BACKGROUND, dtype=torch.float32).view(1, 3, 1, 1) / 255.0
+
+
+class _Batches:
+    """Random training examples: rendered scene, its jitter, and its captions as token ids."""
+
+    def __init__(self, seed: int, stream: int, tokenizer: WordTokenizer):
+        self.rng = np.random.default_rng([seed, stream])
+        self.tokenizer = tokenizer
+
+    def __call__(self, n: int, caption: str, masks: bool = False) -> tuple[torch.Tensor, ...]:
+        """(images, jitters, tokens), and each slot's object mask when ``masks``."""
+        images, jitters, tokens, slot_masks = [], [], [], []
+        for _ in range(n):
+            scene = random_scene(self.rng, held_out=False)
+            jitter = np.clip(self.rng.standard_normal(JITTER_DIM), -2.0, 2.0)
+            # Runs feed the captioner's canonical captions onward: train on both forms.
+            use_canonical = caption == "canonical" or self.rng.random() < 0.25
+            text = canonical_caption(scene) if use_canonical else varied_caption(scene, self.rng)
+            images.append(image_array(render(scene, jitter)))
+            jitters.append(jitter)
+            tokens.append(self.tokenizer.encode(text))
+            if masks:
+                slot_masks.append(object_masks(scene, jitter))
+        batch = (torch.from_numpy(np.stack(images)),
+                 torch.from_numpy(np.stack(jitters).astype(np.float32)), torch.tensor(tokens))
+        return (*batch, torch.from_numpy(np.stack(slot_masks))) if masks else batch
+
+
+def _learning_rate(step: int, steps: int, peak: float) -> float:
+    warmup = max(1, steps // 20)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / (steps - warmup)))
+
+
+def _trim(tokens: torch.Tensor) -> torch.Tensor:
+    """Drop padding columns no caption in the batch reaches: the captioner's cost is per step."""
+    return tokens[:, : int((tokens != 0).sum(dim=1).max())]
+
+
+def _degrade(images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """Mild blur and noise on half the captioner's inputs, so generated (softer) images read."""
+    n = images.shape[0]
+    blurred = F.avg_pool2d(images, 3, stride=1, padding=1, count_include_pad=False)
+    pick = (torch.rand(n, 1, 1, 1, generator=rng) < 0.3).float()
+    images = pick * blurred + (1 - pick) * images
+    sigma = torch.rand(n, 1, 1, 1, generator=rng) * 0.05 * (torch.rand(n, 1, 1, 1, generator=rng) < 0.5)
+    return (images + sigma * torch.randn(images.shape, generator=rng)).clamp(0, 1)
+
+
+def _train(name: str, model: torch.nn.Module, loss_fn: Callable[[int], torch.Tensor],
+           progress: Progress | None) -> float:
+    steps, _, peak = SCHEDULE[name]
+    optimiser = torch.optim.AdamW(model.parameters(), lr=peak, weight_decay=0.01)
+    model.train()
+    loss_value = float("nan")
+    for step in range(steps):
+        for group in optimiser.param_groups:
+            group["lr"] = _learning_rate(step, steps, peak)
+        loss = loss_fn(step)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        loss_value = loss.item()
+        if progress is not None and (step % 50 == 0 or step == steps - 1):
+            progress(name, step + 1, steps, loss_value)
+    model.eval()
+    return loss_value
+
+
+def train_captioner(out_dir: Path, seed: int, tokenizer: WordTokenizer,
+                    progress: Progress | None = None) -> float:
+    torch.manual_seed(seed * 1000 + 1)
+    config = nets.CaptionerConfig(vocab_size=len(tokenizer), context_length=tokenizer.context_length)
+    model = nets.SceneCaptioner(config)
+    batches = _Batches(seed, 1, tokenizer)
+    noise = torch.Generator().manual_seed(seed * 1000 + 11)
+    batch = SCHEDULE["captioner"][1]
+
+    def loss_fn(step: int) -> torch.Tensor:
+        images, _, tokens = batches(batch, "canonical")
+        tokens = _trim(tokens)
+        logits = model(_degrade(images, noise), tokens)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1),
+                               ignore_index=tokenizer.pad_id)
+
+    loss = _train("captioner", model, loss_fn, progress)
+    _save(out_dir, "captioner", model, config)
+    return loss
+
+
+def train_clip(out_dir: Path, seed: int, tokenizer: WordTokenizer,
+               progress: Progress | None = None) -> float:
+    torch.manual_seed(seed * 1000 + 2)
+    config = nets.ClipConfig(vocab_size=len(tokenizer), eos_id=tokenizer.eos_id,
+                             context_length=tokenizer.context_length)
+    model = nets.build_clip(config)
+    batches = _Batches(seed, 2, tokenizer)
+    batch = SCHEDULE["clip"][1]
+    labels = torch.arange(batch)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        images, _, tokens = batches(batch, "varied")
+        image_features, text_features, scale = model(nets.clip_pixels(images), tokens)
+        logits = scale * image_features @ text_features.T
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+    loss = _train("clip", model, loss_fn, progress)
+    _save(out_dir, "clip", model, config)
+    return loss
+
+
+def train_generator(out_dir: Path, seed: int, tokenizer: WordTokenizer,
+                    progress: Progress | None = None) -> float:
+    torch.manual_seed(seed * 1000 + 3)
+    config = nets.GeneratorConfig(vocab_size=len(tokenizer),
+                                  separator_ids=tuple(tokenizer.ids[w] for w in CLAUSE_SEPARATORS))
+    model = nets.SceneGenerator(config)
+    batches = _Batches(seed, 3, tokenizer)
+    batch = SCHEDULE["generator"][1]
+
+    def loss_fn(step: int) -> torch.Tensor:
+        images, jitters, tokens, masks = batches(batch, "varied", masks=True)
+        sprites = model.sprites(tokens, jitters)
+        # Objects cover a few percent of the pixels: unweighted, the loss is least at an empty
+        # grey picture and training stalls there. The L1 term keeps edges sharp, which the
+        # captioner needs to tell shapes apart.
+        weight = 1.0 + 9.0 * ((images - BACKGROUND_PIXEL).abs().sum(dim=1, keepdim=True) > 0.05)
+        error = model.compose(torch.sigmoid(sprites)) - images
+        # Supervising each sprite's opacity with the renderer's mask of its object teaches
+        # outlines directly; from pixels alone, shapes stayed blobs after 1,500 steps.
+        outline = F.binary_cross_entropy_with_logits(sprites[:, :, 3], _slot_crops(masks, model))
+        return (weight * (error.abs() + 4.0 * error.pow(2))).mean() + outline
+
+    loss = _train("generator", model, loss_fn, progress)
+    _save(out_dir, "generator", model, config)
+    return loss
+
+
+def _slot_crops(masks: torch.Tensor, model: nets.SceneGenerator) -> torch.Tensor:
+    """Each slot's (B, slots, 64, 64) mask cut to the sprite that slot's decoder draws."""
+    size = model.config.sprite
+    half = size // 2
+    padded = F.pad(masks, (half, half, half, half))
+    return torch.stack([padded[:, slot, cy:cy + size, cx:cx + size]
+                        for slot, (cx, cy) in enumerate(CENTRES[p] for p in POSITIONS)], dim=1)
+
+
+def _save(out_dir: Path, name: str, model: torch.nn.Module, config: object) -> None:
+    from safetensors.torch import save_file
+
+    weights, config_file = weight_files(name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out_dir / weights))
+    nets.save_config(config, out_dir / config_file)
+
+
+TRAINERS = {"captioner": train_captioner, "clip": train_clip, "generator": train_generator}
+
+
+def train_all(out_dir: Path, seed: int = 0, progress: Progress | None = None,
+              only: tuple[str, ...] = MODELS) -> dict:
+    """Train the models named in ``only`` into ``out_dir``, then measure the quality bars on
+    held-out scenes (when all three are there) and return the figures, also written to
+    ``out_dir/metrics.json``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = WordTokenizer.for_grammar()
+    tokenizer.save(out_dir / TOKENIZER_FILE)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        figures: dict = {"seed": seed, "training_seconds": {}, "final_loss": {}}
+        for name in only:
+            start = time.perf_counter()
+            figures["final_loss"][name] = TRAINERS[name](out_dir, seed, tokenizer, progress)
+            figures["training_seconds"][name] = round(time.perf_counter() - start, 1)
+        if all((out_dir / weight_files(m)[0]).exists() for m in MODELS):
+            from tracer_pipeline.sceneworld.evaluate import evaluate
+
+            figures.update(evaluate(out_dir))
+    finally:
+        torch.set_num_threads(threads)
+    (out_dir / "metrics.json").write_text(json.dumps(figures, indent=1) + "\n")
+    return figures
+
+
+def _print_progress(name: str, step: int, steps: int, loss: float) -> None:
+    print(f"{name}: step {step}/{steps} loss {loss:.4f}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="directory to write weights to")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=MODELS, action="append",
+                        help="train only this model (repeatable); default: all three")
+    args = parser.parse_args(argv)
+    figures = train_all(args.out, args.seed, _print_progress, tuple(args.only or MODELS))
+    print(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()

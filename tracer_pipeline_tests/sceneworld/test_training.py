@@ -1,0 +1,60 @@
+"""Retraining is reproducible: the same seed trains the same bytes (on a tiny schedule here;
+the full schedule is `python -m tracer_pipeline.sceneworld.train`, recorded in BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tracer_pipeline.sceneworld import train
+from tracer_pipeline.sceneworld.models import TOKENIZER_FILE, weight_files
+from tracer_pipeline.sceneworld.tokenizer import WordTokenizer
+
+
+@pytest.fixture
+def tiny_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train, "SCHEDULE", {name: (3, 4, 1e-3) for name in train.MODELS})
+
+
+def _train_twice(tmp_path: Path) -> tuple[Path, Path]:
+    dirs = tmp_path / "a", tmp_path / "b"
+    for directory in dirs:
+        tokenizer = WordTokenizer.for_grammar()
+        directory.mkdir()
+        tokenizer.save(directory / TOKENIZER_FILE)
+        for name in train.MODELS:
+            train.TRAINERS[name](directory, 0, tokenizer)
+    return dirs
+
+
+def test_same_seed_trains_identical_weights(tmp_path: Path, tiny_schedule: None) -> None:
+    a, b = _train_twice(tmp_path)
+    for name in train.MODELS:
+        weights, config = weight_files(name)
+        assert (a / weights).read_bytes() == (b / weights).read_bytes(), name
+        assert (a / config).read_text() == (b / config).read_text()
+
+
+def test_the_retraining_asset_trains_once_then_keeps_what_it_trained(tmp_path, tiny_schedule, monkeypatch, data_dir):
+    import functools
+
+    import dagster as dg
+
+    from tracer_pipeline.assets.sceneworld import sceneworld_models
+    from tracer_pipeline.sceneworld import evaluate
+
+    # A smaller held-out measurement: the full one is the benchmark in BENCHMARKS.md.
+    monkeypatch.setattr(evaluate, "evaluate", functools.partial(
+        evaluate.evaluate, captions=8, generations=4, retrieval_groups=1, timing_items=2))
+    run_config = {"ops": {"sceneworld_models": {"config": {"seed": 3}}}}
+    with dg.instance_for_test() as instance:
+        first = dg.materialize([sceneworld_models], instance=instance, run_config=run_config)
+        second = dg.materialize([sceneworld_models], instance=instance, run_config=run_config)
+    [a], [b] = (r.get_asset_materialization_events() for r in (first, second))
+    assert a.materialization.metadata["skipped_already_trained"].value is False
+    assert b.materialization.metadata["skipped_already_trained"].value is True
+    assert a.materialization.tags["dagster/data_version"] == b.materialization.tags["dagster/data_version"]
+    folder = data_dir / "sceneworld" / "seed-3"
+    assert all((folder / weight_files(name)[0]).exists() for name in train.MODELS)
+    assert "clip_top1" in a.materialization.metadata["quality"].value
