@@ -163,18 +163,19 @@ def run_invocations(
     """Bring every run up to its target length (or until it is stuck or fails).
 
     Each invocation is committed in its own transaction as soon as its batch returns, so a
-    crash loses at most the batch in flight and a rerun resumes from what is stored.
+    crash loses at most each run's invocation in flight and a rerun resumes from what is stored.
     """
+    runs = store.get_runs(run_ids)
+    missing = set(run_ids) - {r.run_id for r in runs}
+    if missing:
+        store.get_run(sorted(missing)[0])  # raises the clear "not registered" error
     outcomes = {run_id: RunOutcome(run_id) for run_id in run_ids}
     active: list[_RunState] = []
-    for run in store.get_runs(run_ids):
+    for run in runs:
         state = _prepare(store, run, outcomes[run.run_id])
         if state is not None:
             store.set_run_status(run.run_id, "running")
             active.append(state)
-    missing = set(run_ids) - {r.run_id for r in store.get_runs(run_ids)}
-    if missing:
-        store.get_run(sorted(missing)[0])  # raises the clear "not registered" error
 
     while active:
         by_model: dict[str, list[_RunState]] = {}
