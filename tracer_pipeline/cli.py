@@ -325,9 +325,7 @@ def report_command(obj: Context, experiment: str, out: Path | None) -> None:
     """
     import shutil
 
-    if obj.store.experiment(experiment) is None:
-        known = ", ".join(obj.store.experiment_names()) or "none yet"
-        fail(f"no experiment named {experiment!r} in the store (known: {known})")
+    obj.store.require_experiment(experiment)
     settings.ensure_dagster_home(obj.data)
     import dagster as dg
 
@@ -377,9 +375,7 @@ def train_sceneworld(obj: Context, seed: int) -> None:
 
 def run_rows(store, experiment: str | None) -> list[dict]:
     if experiment is not None:
-        if store.experiment(experiment) is None:
-            known = ", ".join(store.experiment_names()) or "none yet"
-            raise TracerError(f"no experiment named {experiment!r} in the store (known: {known})")
+        store.require_experiment(experiment)
         run_ids = store.experiment_run_ids(experiment)
         runs = store.get_runs(run_ids)
     else:

@@ -26,9 +26,7 @@ def resolve_run_ids(store: TraceStore, prefixes: list[str], experiment: str | No
         raise TracerError("name runs (RUN_ID prefixes) or --experiment NAME")
     run_ids: list[str] = []
     if experiment is not None:
-        if store.experiment(experiment) is None:
-            raise TracerError(f"no experiment named {experiment!r} in the store "
-                              f"(known: {', '.join(store.experiment_names()) or 'none yet'})")
+        store.require_experiment(experiment)
         run_ids += store.experiment_run_ids(experiment)
     every = [r.run_id for r in store.get_runs()]
     for prefix in prefixes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from tracer_pipeline.errors import StoreError
 from tracer_pipeline.models.base import ModelKind
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.reporting.data import ExperimentData, RunData
@@ -64,10 +63,7 @@ def store_runs(store: TraceStore, embedding_model: str) -> list[RunData]:
 def experiment_data(store: TraceStore, experiment: str, embedding_model: str | None = None) -> ExperimentData:
     """An experiment's runs and every stored run embedded by the same model (for comparisons
     across the whole store). The embedding model defaults to the experiment's first."""
-    row = store.experiment(experiment)
-    if row is None:
-        raise StoreError(f"no experiment named {experiment!r} in the store "
-                         f"(known: {', '.join(store.experiment_names()) or 'none yet'})")
+    row = store.require_experiment(experiment)
     model = get_model(embedding_model or row.config["embedding_models"][0]).name
     own = set(store.experiment_run_ids(experiment))
     everything, order = _ordered(store)

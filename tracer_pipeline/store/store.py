@@ -72,6 +72,15 @@ class RunRecord:
     completed_at: datetime | None = None
     created_at: datetime | None = None
 
+    @property
+    def initial_input(self) -> Output:
+        """The prompt, or the initial image: the input of invocation 0."""
+        if self.prompt is not None:
+            return self.prompt
+        if self.initial_image is None:
+            raise StoreError(f"run {self.run_id} has neither a prompt nor an initial image")
+        return png_to_image(self.initial_image)
+
 
 @dataclass(frozen=True)
 class InvocationRecord:
@@ -299,6 +308,14 @@ class TraceStore:
     def experiment(self, name: str) -> ExperimentRow | None:
         with self.session() as s:
             return s.scalar(select(ExperimentRow).where(ExperimentRow.name == name))
+
+    def require_experiment(self, name: str) -> ExperimentRow:
+        """The stored experiment ``name``, or a :class:`StoreError` naming the known ones."""
+        row = self.experiment(name)
+        if row is None:
+            known = ", ".join(self.experiment_names()) or "none yet"
+            raise StoreError(f"no experiment named {name!r} in the store (known: {known})")
+        return row
 
     def experiment_run_ids(self, name: str) -> list[str]:
         """The runs an experiment names, in registration order."""

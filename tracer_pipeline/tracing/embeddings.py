@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracer_pipeline.errors import TracerError
-from tracer_pipeline.models.base import EmbeddingModel, ModelFailure, Output, png_to_image
+from tracer_pipeline.models.base import EmbeddingModel, ModelFailure, Output
 from tracer_pipeline.models.pool import ModelPool
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.store import InvocationRecord, RunRecord, TraceStore
@@ -42,10 +42,6 @@ def _embed(model: EmbeddingModel, items: list[Output]) -> list[np.ndarray | Mode
 
 def _initial_modality(run: RunRecord) -> str:
     return "text" if run.prompt is not None else "image"
-
-
-def _initial_input(run: RunRecord) -> Output:
-    return run.prompt if run.prompt is not None else png_to_image(run.initial_image)
 
 
 def embed_runs(
@@ -87,7 +83,7 @@ def embed_runs(
         # The initial prompt (or image) too: drift is measured from where a run started.
         for start in range(0, len(references), batch_size):
             batch = references[start : start + batch_size]
-            for run, vector in zip(batch, _embed(model, [_initial_input(r) for r in batch]), strict=True):
+            for run, vector in zip(batch, _embed(model, [r.initial_input for r in batch]), strict=True):
                 if isinstance(vector, ModelFailure):
                     outcomes[run.run_id].failures.append(f"{spec.name} on the initial input: {vector}")
                 else:

@@ -21,7 +21,6 @@ from tracer_pipeline.models.base import (
     ModelFailure,
     Output,
     output_digest,
-    png_to_image,
 )
 from tracer_pipeline.models.pool import ModelPool
 from tracer_pipeline.models.registry import get_model
@@ -75,14 +74,6 @@ def _position(seq: int, length: int) -> int:
     return seq % length
 
 
-def _initial_input(run: RunRecord) -> Output:
-    if run.prompt is not None:
-        return run.prompt
-    if run.initial_image is None:
-        raise ValueError(f"run {run.run_id} has neither a prompt nor an initial image")
-    return png_to_image(run.initial_image)
-
-
 def _prepare(store: TraceStore, run: RunRecord, outcome: RunOutcome) -> _RunState | None:
     """Check the stored prefix, drop what is stale or failed, and return where to resume
     (None when there is nothing left to do)."""
@@ -98,7 +89,7 @@ def _prepare(store: TraceStore, run: RunRecord, outcome: RunOutcome) -> _RunStat
             stored = stored[: stored.index(inv)]
             break
     outcome.stored_before = len(stored)
-    initial = _initial_input(run)
+    initial = run.initial_input
     state = _RunState(run, len(stored), initial, None)
     state.seen[(_position(-1, length), output_digest(initial))] = -1
     for inv in stored:
