@@ -21,14 +21,15 @@ from pathlib import Path
 import dagster as dg
 
 from tracer_pipeline.config import parse_experiment
-from tracer_pipeline.jobs import TRACE_ASSETS, range_tags
+from tracer_pipeline.defs.jobs import TRACE_ASSETS
+from tracer_pipeline.defs.partitions import range_tags
+from tracer_pipeline.defs.registration import register_experiment
+from tracer_pipeline.defs.resources import ModelPoolResource, TraceStoreResource
 from tracer_pipeline.models.pool import ModelPool, resolve_load_options
-from tracer_pipeline.resources import ModelPoolResource, TraceStoreResource
 from tracer_pipeline.store import TraceStore
 from tracer_pipeline.tracing.diagrams import compute_diagrams
 from tracer_pipeline.tracing.embeddings import embed_runs
 from tracer_pipeline.tracing.invocations import run_invocations
-from tracer_pipeline.tracing.registration import register_experiment
 
 NETWORKS = {
     "tiny": ([["TinySD", "TinyBLIP"]], ["TinyCLIP"]),

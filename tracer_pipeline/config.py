@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -42,6 +43,11 @@ KNOWN_KEYS = {
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def network_label(network: Sequence[str]) -> str:
+    """How a network is written for people: its model names in order, ``A → B``."""
+    return " → ".join(network)
 
 
 def sha256_hex(text: str) -> str:

@@ -36,3 +36,7 @@ class StoreError(TracerError):
 
 class RunNotRegisteredError(StoreError):
     """A run partition was materialized that no experiment has registered."""
+
+
+class SettingsError(TracerError):
+    """A setting (a flag or a ``TRACER_*`` environment variable) has a value that cannot work."""

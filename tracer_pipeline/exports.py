@@ -13,6 +13,7 @@ import polars as pl
 from PIL import Image, ImageDraw
 
 from tracer_pipeline.errors import TracerError
+from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store import TraceStore
 
 EXIF_IMAGE_DESCRIPTION = 0x010E
@@ -125,7 +126,7 @@ def export_data(
     tables["runs"] = pl.DataFrame([{
         "run_id": r.run_id, "experiment": ", ".join(r.experiments), "network": " -> ".join(r.network),
         "prompt": r.prompt, "seed": r.seed, "max_length": r.max_length, "status": r.status,
-        "stop_reason": r.stop_reason if r.status != "failed" else r.error,
+        "stop_reason": r.stop_reason if r.status != RunStatus.FAILED else r.error,
     } for r in runs], schema={"run_id": pl.String, "experiment": pl.String, "network": pl.String,
                               "prompt": pl.String, "seed": pl.Int64, "max_length": pl.Int64,
                               "status": pl.String, "stop_reason": pl.String})

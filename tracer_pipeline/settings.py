@@ -1,8 +1,13 @@
-"""Where things live: data directory, database URL, Dagster home, device. Read from the environment.
+"""Where things live and how models run: one typed :class:`Settings`, resolved once and passed down.
+
+Resolution order for each field: an explicit value (a CLI flag), then the environment, then the
+default. Nothing here writes ``os.environ``: the settings travel as an object to the Dagster
+definitions (:func:`tracer_pipeline.defs.build_defs`) and, for a child process such as
+``dagster dev``, as the environment returned by :meth:`Settings.environment`.
 
 Environment variables (all optional):
 
-- ``TRACER_DATA_DIR``: data directory (default ``./tracer_data``), created on demand.
+- ``TRACER_DATA_DIR``: data directory (default ``./tracer_data``), created on first write.
 - ``TRACER_DB_URL``: SQLAlchemy URL of the trace store (default ``sqlite:///<data dir>/tracer.sqlite``).
 - ``TRACER_DEVICE``: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
 - ``TRACER_DTYPE``: ``auto`` (fp16 on CUDA where the model supports it, fp32 on CPU), ``float32``,
@@ -13,6 +18,10 @@ Environment variables (all optional):
   torch's default). CPU outputs change with the thread count, so it is pinned for
   reproducible bytes across machines; raise it for speed where that does not matter.
 - ``TRACER_EXPERIMENTS_DIR``: the folder the sensor watches (default ``./experiments``).
+- ``TRACER_EXECUTOR``: how Dagster runs steps: ``in_process`` (default: models stay loaded for
+  the whole Dagster run) or ``multiprocess``.
+- ``TRACER_TRUST_REMOTE_CODE``: comma-separated model names allowed to run code from their
+  repositories (none by default).
 - ``DAGSTER_HOME``: Dagster's instance folder (default ``<data dir>/dagster_home``).
 """
 
@@ -20,62 +29,116 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from tracer_pipeline.errors import SettingsError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DAGSTER_YAML = PACKAGE_DIR.parent / "dagster.yaml"
+EXECUTORS = ("in_process", "multiprocess")
 
 
-def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
-    path = Path(override or os.environ.get("TRACER_DATA_DIR") or "tracer_data").expanduser()
-    path = path.resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def _path(value: str | os.PathLike[str]) -> Path:
+    return Path(value).expanduser().resolve()
 
 
-def db_url(override: str | None = None, data: Path | None = None) -> str:
-    url = override or os.environ.get("TRACER_DB_URL")
-    if url:
-        return url
-    return f"sqlite:///{(data or data_dir()) / 'tracer.sqlite'}"
-
-
-def model_dir(data: Path | None = None) -> Path:
-    env = os.environ.get("TRACER_MODEL_DIR")
-    path = Path(env).expanduser().resolve() if env else (data or data_dir()) / "models"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def device() -> str:
-    return os.environ.get("TRACER_DEVICE", "auto")
-
-
-def dtype() -> str:
-    return os.environ.get("TRACER_DTYPE", "auto")
-
-
-def torch_threads() -> int:
-    raw = os.environ.get("TRACER_TORCH_THREADS", "1").strip()
+def _threads(raw: str) -> int:
+    raw = raw.strip()
     if not raw.isdigit():
-        raise ValueError(f"TRACER_TORCH_THREADS must be 0 (torch's default) or a positive "
-                         f"thread count, not {raw!r}")
+        raise SettingsError(f"TRACER_TORCH_THREADS must be 0 (torch's default) or a positive "
+                            f"thread count, not {raw!r}")
     return int(raw)
 
 
-def experiments_dir() -> Path:
-    return Path(os.environ.get("TRACER_EXPERIMENTS_DIR") or "experiments").expanduser().resolve()
+def reports_dir(data_dir: Path, experiment: str) -> Path:
+    """Where an experiment's report (Markdown and figures) is written."""
+    return data_dir / "reports" / experiment
 
 
-def ensure_dagster_home(data: Path | None = None) -> Path:
-    """Point ``DAGSTER_HOME`` at an existing absolute folder holding this project's dagster.yaml.
+def sceneworld_dir(data_dir: Path, seed: int) -> Path:
+    """Where SceneWorld models retrained with ``seed`` are written."""
+    return data_dir / "sceneworld" / f"seed-{seed}"
 
-    A user-set ``DAGSTER_HOME`` is respected (created if missing, its dagster.yaml left alone).
-    """
-    env = os.environ.get("DAGSTER_HOME")
-    home = Path(env).expanduser().resolve() if env else (data or data_dir()) / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        shutil.copyfile(DAGSTER_YAML, home / "dagster.yaml")
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process of this project needs to know about where it stores and how it runs."""
+
+    data_dir: Path
+    db_url: str
+    model_dir: Path
+    experiments_dir: Path
+    dagster_home: Path
+    device: str = "auto"
+    dtype: str = "auto"
+    torch_threads: int = 1
+    executor: str = "in_process"
+    trust_remote_code: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise SettingsError(f"unknown executor {self.executor!r}; use one of {', '.join(EXECUTORS)}")
+        if self.torch_threads < 0:
+            raise SettingsError(f"torch_threads must be 0 (torch's default) or a positive thread "
+                                f"count, not {self.torch_threads}")
+
+    @classmethod
+    def resolve(
+        cls,
+        data_dir: str | os.PathLike[str] | None = None,
+        db_url: str | None = None,
+        device: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Settings from explicit values, then ``environ`` (default: this process's environment),
+        then the defaults. Relative paths are made absolute against the working directory."""
+        env = os.environ if environ is None else environ
+        data = _path(data_dir or env.get("TRACER_DATA_DIR") or "tracer_data")
+        model_dir = env.get("TRACER_MODEL_DIR")
+        home = env.get("DAGSTER_HOME")
+        trusted = env.get("TRACER_TRUST_REMOTE_CODE", "")
+        return cls(
+            data_dir=data,
+            db_url=db_url or env.get("TRACER_DB_URL") or f"sqlite:///{data / 'tracer.sqlite'}",
+            model_dir=_path(model_dir) if model_dir else data / "models",
+            experiments_dir=_path(env.get("TRACER_EXPERIMENTS_DIR") or "experiments"),
+            dagster_home=_path(home) if home else data / "dagster_home",
+            device=device or env.get("TRACER_DEVICE") or "auto",
+            dtype=env.get("TRACER_DTYPE") or "auto",
+            torch_threads=_threads(env.get("TRACER_TORCH_THREADS", "1")),
+            executor=env.get("TRACER_EXECUTOR") or "in_process",
+            trust_remote_code=tuple(n.strip() for n in trusted.split(",") if n.strip()),
+        )
+
+    def environment(self) -> dict[str, str]:
+        """The environment variables that resolve to these settings in another process."""
+        return {
+            "TRACER_DATA_DIR": str(self.data_dir),
+            "TRACER_DB_URL": self.db_url,
+            "TRACER_MODEL_DIR": str(self.model_dir),
+            "TRACER_EXPERIMENTS_DIR": str(self.experiments_dir),
+            "DAGSTER_HOME": str(self.dagster_home),
+            "TRACER_DEVICE": self.device,
+            "TRACER_DTYPE": self.dtype,
+            "TRACER_TORCH_THREADS": str(self.torch_threads),
+            "TRACER_EXECUTOR": self.executor,
+            "TRACER_TRUST_REMOTE_CODE": ",".join(self.trust_remote_code),
+        }
+
+    def reports_dir(self, experiment: str) -> Path:
+        return reports_dir(self.data_dir, experiment)
+
+    def sceneworld_dir(self, seed: int) -> Path:
+        return sceneworld_dir(self.data_dir, seed)
+
+    def ensure_dagster_home(self) -> Path:
+        """Create the Dagster instance folder with this project's dagster.yaml, if missing.
+
+        A dagster.yaml already there (a user's own) is left alone.
+        """
+        self.dagster_home.mkdir(parents=True, exist_ok=True)
+        if not (self.dagster_home / "dagster.yaml").exists():
+            shutil.copyfile(DAGSTER_YAML, self.dagster_home / "dagster.yaml")
+        return self.dagster_home

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tracer_pipeline.settings import Settings
+
 # No test may reach a model hub: real-model tests check the clear offline error instead.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -18,10 +20,27 @@ os.environ.setdefault("TRACER_MODEL_DIR", str(Path(tempfile.gettempdir()) / "tra
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh data directory (and so a fresh trace store and Dagster home) for one test."""
-    path = tmp_path / "data"
-    monkeypatch.setenv("TRACER_DATA_DIR", str(path))
-    monkeypatch.delenv("TRACER_DB_URL", raising=False)
-    monkeypatch.setenv("DAGSTER_HOME", str(path / "dagster_home"))
-    return path
+def settings(tmp_path: Path) -> Settings:
+    """Settings of a fresh data directory and experiments folder, on CPU, for one test."""
+    (tmp_path / "experiments").mkdir()
+    return Settings.resolve(data_dir=tmp_path / "data", environ={
+        "TRACER_DEVICE": "cpu", "TRACER_MODEL_DIR": os.environ["TRACER_MODEL_DIR"],
+        "TRACER_EXPERIMENTS_DIR": str(tmp_path / "experiments"),
+    })
+
+
+@pytest.fixture
+def resources(settings: Settings) -> dict:
+    """The resources the definitions would get from ``settings``."""
+    from tracer_pipeline.defs.resources import build_resources
+
+    return build_resources(settings)
+
+
+@pytest.fixture
+def instance():
+    """A temporary Dagster instance on SQLite (concurrency pools are enforced, unlike an ephemeral one)."""
+    import dagster as dg
+
+    with dg.instance_for_test() as instance:
+        yield instance

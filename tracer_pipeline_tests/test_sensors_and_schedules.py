@@ -2,12 +2,12 @@ import json
 
 import dagster as dg
 import pytest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from tracer_pipeline.assets.diagrams import persistence_diagrams
-from tracer_pipeline.assets.embeddings import embeddings
-from tracer_pipeline.resources import TraceStoreResource
-from tracer_pipeline.schedules import add_scheduled_seeds, next_seeds, seed_schedules
-from tracer_pipeline.sensors import experiments_sensor
+from tracer_pipeline.defs.assets.diagrams import persistence_diagrams
+from tracer_pipeline.defs.assets.embeddings import embeddings
+from tracer_pipeline.defs.schedules import add_scheduled_seeds, next_seeds, seed_schedules
+from tracer_pipeline.defs.sensors import experiments_sensor
 
 CONFIG = {
     "networks": [["DummyT2I", "DummyI2T"]], "seeds": [1, 2], "prompts": ["a red balloon"],
@@ -16,40 +16,35 @@ CONFIG = {
 
 
 @pytest.fixture
-def folder(tmp_path, monkeypatch):
-    path = tmp_path / "experiments"
-    path.mkdir()
-    monkeypatch.setenv("TRACER_EXPERIMENTS_DIR", str(path))
-    return path
+def folder(settings):
+    return settings.experiments_dir
 
 
 @pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
+def store(resources):
+    return resources["store"]
 
 
 @pytest.fixture
-def store(tmp_path):
-    return TraceStoreResource(db_url=f"sqlite:///{tmp_path / 'trace.sqlite'}")
+def tick(instance, resources):
+    def evaluate(*_):
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            return experiments_sensor(context)
 
-
-def tick(instance, store):
-    with dg.build_sensor_context(instance=instance, resources={"store": store}) as context:
-        return experiments_sensor(context)
+    return evaluate
 
 
 def requested_keys(result, instance) -> list[str]:
     order = instance.get_dynamic_partitions("runs")
     keys = []
     for request in result.run_requests:
-        first = order.index(request.tags["dagster/asset_partition_range_start"])
-        last = order.index(request.tags["dagster/asset_partition_range_end"])
+        first = order.index(request.tags[ASSET_PARTITION_RANGE_START_TAG])
+        last = order.index(request.tags[ASSET_PARTITION_RANGE_END_TAG])
         keys += order[first : last + 1]
     return keys
 
 
-def test_new_seeds_request_only_the_new_partitions(folder, instance, store):
+def test_new_seeds_request_only_the_new_partitions(folder, instance, store, tick):
     (folder / "balloon.json").write_text(json.dumps(CONFIG))
     first = tick(instance, store)
     first_keys = requested_keys(first, instance)
@@ -62,7 +57,7 @@ def test_new_seeds_request_only_the_new_partitions(folder, instance, store):
     assert store.get_store().experiment_run_ids("balloon")[2:] == new_keys
 
 
-def test_a_new_embedding_model_requests_embeddings_and_diagrams_only(folder, instance, store, monkeypatch):
+def test_a_new_embedding_model_requests_embeddings_and_diagrams_only(folder, instance, store, monkeypatch, tick):
     import dataclasses
 
     from tracer_pipeline.models import registry
@@ -77,7 +72,7 @@ def test_a_new_embedding_model_requests_embeddings_and_diagrams_only(folder, ins
     assert all(set(r.asset_selection) == {embeddings.key, persistence_diagrams.key} for r in result.run_requests)
 
 
-def test_an_invalid_config_is_reported_and_does_not_stop_the_others(folder, instance, store, capfd):
+def test_an_invalid_config_is_reported_and_does_not_stop_the_others(folder, instance, store, capfd, tick):
     (folder / "a_broken.json").write_text(json.dumps({**CONFIG, "networks": [["SDTurbbo", "DummyI2T"]]}))
     (folder / "b_good.json").write_text(json.dumps(CONFIG))
     result = tick(instance, store)

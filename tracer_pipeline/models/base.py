@@ -57,6 +57,34 @@ class ModelFailure:
         return f"{self.error_type}: {self.message}"
 
 
+def batch_then_items(call: Callable[..., list[Any]], *columns: Sequence[Any]) -> list[Any]:
+    """``call(*columns)`` on the whole batch (parallel lists, one item per row); when the batch
+    raises or returns the wrong number of results, each item is retried alone, so that only the
+    items that fail become :class:`ModelFailure` results. The one retry rule of every model call.
+    """
+    rows = len(columns[0])
+    if any(len(c) != rows for c in columns):
+        raise ValueError(f"columns of different lengths: {[len(c) for c in columns]}")
+    if rows == 0:
+        return []
+    if rows > 1:
+        try:
+            results = call(*(list(c) for c in columns))
+        except Exception:  # retried item by item below, which names the culprit
+            pass
+        else:
+            if len(results) == rows:
+                return results
+    outputs: list[Any] = []
+    for i in range(rows):
+        try:
+            [result] = call(*([c[i]] for c in columns))
+        except Exception as exc:  # a model's error is this item's result, not the batch's
+            result = ModelFailure.from_exception(exc)
+        outputs.append(result)
+    return outputs
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     """How to load a model: resolved device and dtype, where weights live, what is allowed.

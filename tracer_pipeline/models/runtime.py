@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from tracer_pipeline.models.base import LoadOptions, ModelFailure
+from tracer_pipeline.models.base import LoadOptions, ModelFailure, batch_then_items
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -38,7 +38,7 @@ def one_item_at_a_time(options: LoadOptions) -> bool:
     batch it was computed in (measured: tiny SD pixels off by one). The pipeline promises that
     a run's outputs do not depend on which other runs were batched with it, so on CPU every
     item is computed alone. On CUDA, batches are kept for throughput; byte-identical outputs
-    are promised on CPU only (see DESIGN: "On CPU, the same config gives the same stored bytes").
+    are promised on CPU only.
     """
     return not options.device.startswith("cuda")
 
@@ -49,28 +49,9 @@ def run_items(
     seeds: Sequence[int],
     one_at_a_time: bool,
 ) -> list[Out | ModelFailure]:
-    """Call ``batch_call`` on all inputs at once (or one at a time), isolating failures.
-
-    An exception turns into a :class:`ModelFailure` for the item that raised it: when a whole
-    batch raises, the items are retried one by one so that only the bad one fails.
-    """
-    items, item_seeds = list(inputs), list(seeds)
-    if len(items) != len(item_seeds):
-        raise ValueError(f"{len(items)} inputs but {len(item_seeds)} seeds")
-    if not items:
-        return []
-    if not one_at_a_time and len(items) > 1:
-        try:
-            results = batch_call(items, item_seeds)
-        except Exception:  # retried item by item below, which names the culprit
-            pass
-        else:
-            if len(results) == len(items):
-                return results
-    outputs: list[Out | ModelFailure] = []
-    for item, seed in zip(items, item_seeds, strict=True):
-        try:
-            outputs.extend(batch_call([item], [seed]))
-        except Exception as exc:  # a model's error is this item's result, not the batch's
-            outputs.append(ModelFailure.from_exception(exc))
-    return outputs
+    """Call ``batch_call`` on all inputs at once (or one at a time), isolating failures with
+    :func:`batch_then_items`."""
+    if not one_at_a_time:
+        return batch_then_items(batch_call, inputs, seeds)
+    return [out for item, seed in zip(inputs, seeds, strict=True)
+            for out in batch_then_items(batch_call, [item], [seed])]

@@ -34,6 +34,7 @@ from tracer_pipeline.models.base import (
     png_to_image,
 )
 from tracer_pipeline.reporting.data import AttractorData, StoreComparison
+from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store.schema import (
     Base,
     EmbeddingRow,
@@ -294,9 +295,9 @@ class TraceStore:
         self, run_id: str, status: str, stop_reason: str | None = None, error: str | None = None
     ) -> None:
         values: dict = {"status": status, "stop_reason": stop_reason, "error": error, "updated_at": utcnow()}
-        if status == "running":
+        if status == RunStatus.RUNNING:
             values["started_at"] = utcnow()
-        elif status in ("complete", "stuck", "failed"):
+        elif RunStatus(status).finished:
             values["completed_at"] = utcnow()
         with self.session() as s:
             s.execute(update(RunRow).where(RunRow.run_id == run_id).values(**values))

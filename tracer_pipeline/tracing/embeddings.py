@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracer_pipeline.errors import TracerError
-from tracer_pipeline.models.base import EmbeddingModel, ModelFailure, Output
+from tracer_pipeline.models.base import EmbeddingModel, ModelFailure, batch_then_items
 from tracer_pipeline.models.pool import ModelPool
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.store import InvocationRecord, RunRecord, TraceStore
@@ -27,17 +27,6 @@ class EmbeddingOutcome:
     skipped: int = 0
     stale_replaced: int = 0
     failures: list[str] = field(default_factory=list)
-
-
-def _embed(model: EmbeddingModel, items: list[Output]) -> list[np.ndarray | ModelFailure]:
-    """The model's vectors; when a batch raises, each item is retried alone so that only the
-    items that fail are recorded as failures."""
-    try:
-        return model.embed(items)
-    except Exception as exc:
-        if len(items) == 1:
-            return [ModelFailure.from_exception(exc)]
-    return [v for i in range(len(items)) for v in _embed(model, items[i : i + 1])]
 
 
 def _initial_modality(run: RunRecord) -> str:
@@ -83,14 +72,14 @@ def embed_runs(
         # The initial prompt (or image) too: drift is measured from where a run started.
         for start in range(0, len(references), batch_size):
             batch = references[start : start + batch_size]
-            for run, vector in zip(batch, _embed(model, [r.initial_input for r in batch]), strict=True):
+            for run, vector in zip(batch, batch_then_items(model.embed, [r.initial_input for r in batch]), strict=True):
                 if isinstance(vector, ModelFailure):
                     outcomes[run.run_id].failures.append(f"{spec.name} on the initial input: {vector}")
                 else:
                     store.put_reference_embedding(run.run_id, spec.name, spec.version, vector)
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            vectors = _embed(model, [inv.output for inv in batch])
+            vectors = batch_then_items(model.embed, [inv.output for inv in batch])
             good: dict[int, np.ndarray] = {}
             for inv, vector in zip(batch, vectors, strict=True):
                 if isinstance(vector, ModelFailure):

@@ -20,10 +20,12 @@ from tracer_pipeline.models.base import (
     GenerativeModel,
     ModelFailure,
     Output,
+    batch_then_items,
     output_digest,
 )
 from tracer_pipeline.models.pool import ModelPool
 from tracer_pipeline.models.registry import get_model
+from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store import InvocationRecord, RunRecord, TraceStore
 from tracer_pipeline.store.schema import utcnow
 
@@ -51,7 +53,7 @@ class RunOutcome:
     computed: int = 0
     stored_before: int = 0
     recomputed_stale: int = 0
-    status: str = "pending"
+    status: RunStatus = RunStatus.PENDING
     stop_reason: str | None = None
     error: str | None = None
 
@@ -97,7 +99,7 @@ def _prepare(store: TraceStore, run: RunRecord, outcome: RunOutcome) -> _RunStat
         if state.cycle and run.stop_when_stuck:
             break
     if state.cycle and run.stop_when_stuck:
-        outcome.status, outcome.stop_reason = "stuck", state.cycle.describe()
+        outcome.status, outcome.stop_reason = RunStatus.STUCK, state.cycle.describe()
         store.set_run_status(run.run_id, outcome.status, outcome.stop_reason)
         return None
     if state.next_seq >= run.max_length:
@@ -120,27 +122,16 @@ def _record(state: _RunState, inv: InvocationRecord) -> None:
 
 
 def _finish(store: TraceStore, state: _RunState, outcome: RunOutcome) -> None:
-    outcome.status = "complete"
+    outcome.status = RunStatus.COMPLETE
     outcome.stop_reason = "max_length reached"
     if state.cycle:
         outcome.stop_reason += f" (entered a {state.cycle.describe()}; continued as asked)"
     store.set_run_status(state.run.run_id, outcome.status, outcome.stop_reason)
 
 
-def _generate(model: GenerativeModel, inputs: list[Output], seeds: list[int]) -> list[Output | ModelFailure]:
-    """The model's outputs; when a batch raises, each item is retried alone so that only the
-    inputs that fail are recorded as failures."""
-    try:
-        return model.generate(inputs, seeds)
-    except Exception as exc:
-        if len(inputs) == 1:
-            return [ModelFailure.from_exception(exc)]
-    return [out for i in range(len(inputs)) for out in _generate(model, inputs[i : i + 1], seeds[i : i + 1])]
-
-
 def _fail(store: TraceStore, state: _RunState, outcome: RunOutcome, error: str) -> None:
-    outcome.status, outcome.error = "failed", error
-    store.set_run_status(state.run.run_id, "failed", error=error)
+    outcome.status, outcome.error = RunStatus.FAILED, error
+    store.set_run_status(state.run.run_id, RunStatus.FAILED, error=error)
     state.next_seq = -1
 
 
@@ -165,7 +156,7 @@ def run_invocations(
     for run in runs:
         state = _prepare(store, run, outcomes[run.run_id])
         if state is not None:
-            store.set_run_status(run.run_id, "running")
+            store.set_run_status(run.run_id, RunStatus.RUNNING)
             active.append(state)
 
     while active:
@@ -185,7 +176,7 @@ def run_invocations(
             for start in range(0, len(group), batch_size):
                 batch = group[start : start + batch_size]
                 started = utcnow()
-                outputs = _generate(model, [s.last_output for s in batch], [s.run.seed for s in batch])
+                outputs = batch_then_items(model.generate, [s.last_output for s in batch], [s.run.seed for s in batch])
                 completed = utcnow()
                 for state, output in zip(batch, outputs, strict=True):
                     inv = store.add_invocation(
@@ -201,8 +192,8 @@ def run_invocations(
                         continue
                     _record(state, inv)
                     if state.cycle and state.run.stop_when_stuck:
-                        outcome.status, outcome.stop_reason = "stuck", state.cycle.describe()
-                        store.set_run_status(state.run.run_id, "stuck", outcome.stop_reason)
+                        outcome.status, outcome.stop_reason = RunStatus.STUCK, state.cycle.describe()
+                        store.set_run_status(state.run.run_id, RunStatus.STUCK, outcome.stop_reason)
                         state.next_seq = -1
                     elif state.next_seq >= state.run.max_length:
                         _finish(store, state, outcome)

@@ -1,29 +1,16 @@
 """The per-run assets materialized through Dagster, with dummy models and a temporary instance."""
 
 import dagster as dg
-import pytest
 
 from tracer_pipeline.config import parse_experiment
-from tracer_pipeline.jobs import TRACE_ASSETS, range_tags
-from tracer_pipeline.resources import ModelPoolResource, TraceStoreResource
-from tracer_pipeline.tracing.registration import register_experiment
+from tracer_pipeline.defs.jobs import TRACE_ASSETS
+from tracer_pipeline.defs.partitions import range_tags
+from tracer_pipeline.defs.registration import register_experiment
 
 CONFIG = {
     "name": "assets", "networks": [["DummyT2I", "DummyI2T"], ["DummyT2I", "DummyI2T2"]], "seeds": [1, 2],
     "prompts": ["a red balloon"], "embedding_models": ["DummyEmbed"], "max_length": 10,
 }
-
-
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
-
-
-@pytest.fixture
-def resources(tmp_path):
-    return {"store": TraceStoreResource(db_url=f"sqlite:///{tmp_path / 'trace.sqlite'}"),
-            "models": ModelPoolResource(device="cpu", model_dir=str(tmp_path / "models"))}
 
 
 def materialize(instance, resources, run_ids, selection=None):

@@ -7,14 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tracer_pipeline import settings
 from tracer_pipeline.models.base import LoadOptions
 from tracer_pipeline.models.pool import ModelPool, resolve_load_options
+from tracer_pipeline.settings import Settings
 
 
 @pytest.fixture(scope="session")
 def cpu_options() -> LoadOptions:
-    return resolve_load_options("cpu", "auto", settings.model_dir(), torch_threads=1)
+    return resolve_load_options("cpu", "auto", Settings.resolve().model_dir, torch_threads=1)
 
 
 @pytest.fixture(scope="session")

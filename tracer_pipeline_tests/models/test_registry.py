@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tracer_pipeline import settings
-from tracer_pipeline.errors import ModelLoadError, WeightsNotFoundError
+from tracer_pipeline.errors import ModelLoadError, SettingsError, WeightsNotFoundError
 from tracer_pipeline.models.base import Family, LoadOptions, ModelFailure, ModelKind
 from tracer_pipeline.models.pool import ModelPool, resolve_load_options
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.models.runtime import run_items
 from tracer_pipeline.models.tiny import TinyWeights
 from tracer_pipeline.models.weights import HubWeights
+from tracer_pipeline.settings import Settings
 from tracer_pipeline_tests.models.specs import LOCAL, REAL, SPECS
 
 
@@ -164,14 +164,11 @@ def test_a_failing_batch_is_retried_item_by_item_so_only_the_bad_item_fails() ->
     assert batches[-1] == ["a", "c"]  # a good batch is one call
 
 
-def test_torch_threads_setting_and_option(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TRACER_TORCH_THREADS", raising=False)
-    assert settings.torch_threads() == 1
-    monkeypatch.setenv("TRACER_TORCH_THREADS", "0")
-    assert settings.torch_threads() == 0
-    monkeypatch.setenv("TRACER_TORCH_THREADS", "two")
-    with pytest.raises(ValueError, match="TRACER_TORCH_THREADS"):
-        settings.torch_threads()
+def test_torch_threads_setting_and_option() -> None:
+    assert Settings.resolve(environ={}).torch_threads == 1
+    assert Settings.resolve(environ={"TRACER_TORCH_THREADS": "0"}).torch_threads == 0
+    with pytest.raises(SettingsError, match="TRACER_TORCH_THREADS"):
+        Settings.resolve(environ={"TRACER_TORCH_THREADS": "two"})
     assert resolve_load_options("cpu", torch_threads=3).torch_threads == 3
     assert resolve_load_options("cpu").torch_threads == 1
     with pytest.raises(ModelLoadError, match="torch_threads"):

@@ -13,7 +13,7 @@ from tracer_pipeline.models.pool import ModelPool
 # between 1 and 2 torch threads (measured), so the comparison fails if threads are not pinned.
 SCRIPT = """
 import hashlib, json, sys
-from tracer_pipeline import settings
+from tracer_pipeline.settings import Settings
 from tracer_pipeline.models.base import output_digest
 from tracer_pipeline.models.pool import ModelPool, resolve_load_options
 
@@ -31,8 +31,8 @@ def trace(pool):
     return result
 
 if __name__ == "__main__":
-    options = resolve_load_options("cpu", "auto", settings.model_dir(),
-                                   torch_threads=settings.torch_threads())
+    settings = Settings.resolve()
+    options = resolve_load_options("cpu", "auto", settings.model_dir, torch_threads=settings.torch_threads)
     print(json.dumps(trace(ModelPool(options))))
 """
 

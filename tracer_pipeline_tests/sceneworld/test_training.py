@@ -36,25 +36,26 @@ def test_same_seed_trains_identical_weights(tmp_path: Path, tiny_schedule: None)
         assert (a / config).read_text() == (b / config).read_text()
 
 
-def test_the_retraining_asset_trains_once_then_keeps_what_it_trained(tmp_path, tiny_schedule, monkeypatch, data_dir):
+def test_the_retraining_asset_trains_once_then_keeps_what_it_trained(tiny_schedule, monkeypatch, instance, resources,
+                                                                    settings):
     import functools
 
     import dagster as dg
 
-    from tracer_pipeline.assets.sceneworld import sceneworld_models
+    from tracer_pipeline.defs.assets.sceneworld import sceneworld_models
     from tracer_pipeline.sceneworld import evaluate
 
     # A smaller held-out measurement: the full one is the benchmark in BENCHMARKS.md.
     monkeypatch.setattr(evaluate, "evaluate", functools.partial(
         evaluate.evaluate, captions=8, generations=4, retrieval_groups=1, timing_items=2))
     run_config = {"ops": {"sceneworld_models": {"config": {"seed": 3}}}}
-    with dg.instance_for_test() as instance:
-        first = dg.materialize([sceneworld_models], instance=instance, run_config=run_config)
-        second = dg.materialize([sceneworld_models], instance=instance, run_config=run_config)
+    folders = {"folders": resources["folders"]}
+    first = dg.materialize([sceneworld_models], instance=instance, run_config=run_config, resources=folders)
+    second = dg.materialize([sceneworld_models], instance=instance, run_config=run_config, resources=folders)
     [a], [b] = (r.get_asset_materialization_events() for r in (first, second))
     assert a.materialization.metadata["skipped_already_trained"].value is False
     assert b.materialization.metadata["skipped_already_trained"].value is True
     assert a.materialization.tags["dagster/data_version"] == b.materialization.tags["dagster/data_version"]
-    folder = data_dir / "sceneworld" / "seed-3"
+    folder = settings.sceneworld_dir(3)
     assert all((folder / weight_files(name)[0]).exists() for name in train.MODELS)
     assert "clip_top1" in a.materialization.metadata["quality"].value

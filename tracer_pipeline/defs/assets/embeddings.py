@@ -1,13 +1,12 @@
 import time
 
 import dagster as dg
-import numpy as np
 
-from tracer_pipeline.assets.invocations import invocations
-from tracer_pipeline.assets.metadata import combined_version, problem_list, table
-from tracer_pipeline.models.registry import get_model
-from tracer_pipeline.partitions import runs_partitions
-from tracer_pipeline.resources import ModelPoolResource, TraceStoreResource
+from tracer_pipeline.defs.assets.invocations import invocations
+from tracer_pipeline.defs.metadata import combined_version, problem_list, table
+from tracer_pipeline.defs.partitions import runs_partitions
+from tracer_pipeline.defs.resources import ModelPoolResource, TraceStoreResource
+from tracer_pipeline.tracing.checks import embedding_problems
 from tracer_pipeline.tracing.embeddings import embed_runs
 
 VALID_CHECK = "embeddings_finite_unit_norm_right_dimension"
@@ -51,20 +50,7 @@ def embeddings(context: dg.AssetExecutionContext, store: TraceStoreResource, mod
         data_version=combined_version([trace.content_hash(k, "embeddings") for k in keys]),
     )
     problems = [f"{o.run_id}: {f}" for o in outcomes.values() for f in o.failures]
-    for run in trace.get_runs(keys):
-        for model in run.embedding_models:
-            spec = get_model(model)
-            seqs, types, vectors = trace.trajectory(run.run_id, model)
-            expected = sum(1 for inv in trace.invocations(run.run_id) if inv.output_type in spec.embeds)
-            if len(seqs) != expected:
-                problems.append(f"{run.run_id}/{model}: {len(seqs)} of {expected} outputs embedded")
-            if len(seqs) == 0:
-                continue
-            if not np.all(np.isfinite(vectors)):
-                problems.append(f"{run.run_id}/{model}: non-finite values")
-            norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
-            if np.any(np.abs(norms - 1) > 1e-3):
-                problems.append(f"{run.run_id}/{model}: norms from {norms.min():.4f} to {norms.max():.4f}")
+    problems += embedding_problems(trace, keys)
     yield dg.AssetCheckResult(
         check_name=VALID_CHECK, passed=not problems,
         metadata={"problems": problem_list(problems)},

@@ -1,10 +1,10 @@
 import dagster as dg
-import numpy as np
 
-from tracer_pipeline.assets.embeddings import embeddings
-from tracer_pipeline.assets.metadata import combined_version, problem_list, table
-from tracer_pipeline.partitions import runs_partitions
-from tracer_pipeline.resources import TraceStoreResource
+from tracer_pipeline.defs.assets.embeddings import embeddings
+from tracer_pipeline.defs.metadata import combined_version, problem_list, table
+from tracer_pipeline.defs.partitions import runs_partitions
+from tracer_pipeline.defs.resources import TraceStoreResource
+from tracer_pipeline.tracing.checks import diagram_problems
 from tracer_pipeline.tracing.diagrams import compute_diagrams
 
 VALID_CHECK = "diagrams_valid"
@@ -36,8 +36,7 @@ def persistence_diagrams(context: dg.AssetExecutionContext, store: TraceStoreRes
     summary_rows = [{
         "run_id": d.run_id, "embedding_model": d.embedding_model, "subset": d.subset, "points": d.n_points,
         **{f"H{dim}_bars": len(d.points.get(dim, [])) for dim in sorted(d.points)},
-        **{f"H{dim}_entropy": round(float(d.summary.get(str(dim), d.summary.get(dim, {})).get("entropy", 0.0)), 4)
-           for dim in sorted(d.points)},
+        **{f"H{dim}_entropy": round(float(d.summary[f"H{dim}"]["entropy"]), 4) for dim in sorted(d.points)},
     } for d in stored[:30]]
     yield dg.MaterializeResult(
         metadata={
@@ -49,15 +48,7 @@ def persistence_diagrams(context: dg.AssetExecutionContext, store: TraceStoreRes
         },
         data_version=combined_version([trace.content_hash(k, "diagrams") for k in keys]),
     )
-    problems = []
-    for d in stored:
-        for dim, points in d.points.items():
-            if len(points) and np.any(points[:, 0] > points[:, 1]):
-                problems.append(f"{d.run_id}/{d.embedding_model}/{d.subset}: H{dim} has a bar born after it dies")
-            infinite = int(np.sum(np.isinf(points[:, 1]))) if len(points) else 0
-            expected = 1 if (dim == 0 and d.n_points > 0) else 0
-            if infinite != expected:
-                problems.append(f"{d.run_id}/{d.embedding_model}/{d.subset}: H{dim} has {infinite} infinite bars")
+    problems = diagram_problems(stored)
     yield dg.AssetCheckResult(
         check_name=VALID_CHECK, passed=not problems,
         metadata={"problems": problem_list(problems)},

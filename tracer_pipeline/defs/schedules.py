@@ -14,13 +14,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from tracer_pipeline import settings
 from tracer_pipeline.config import MAX_SEED, Experiment, load_experiment
+from tracer_pipeline.defs.jobs import trace_job
+from tracer_pipeline.defs.partitions import range_tags, runs_partitions
+from tracer_pipeline.defs.registration import contiguous_ranges, register_experiment
+from tracer_pipeline.defs.resources import TraceStoreResource
 from tracer_pipeline.errors import ConfigError
-from tracer_pipeline.jobs import range_tags, trace_job
-from tracer_pipeline.partitions import runs_partitions
-from tracer_pipeline.resources import TraceStoreResource
-from tracer_pipeline.tracing.registration import contiguous_ranges, register_experiment
 
 
 def next_seeds(experiment_name: str, taken: set[int], count: int, start_index: int) -> list[int]:
@@ -58,9 +57,8 @@ def add_scheduled_seeds(
     ]
 
 
-def seed_schedules(folder: Path | None = None) -> list[dg.ScheduleDefinition]:
+def seed_schedules(folder: Path) -> list[dg.ScheduleDefinition]:
     """A schedule for every valid config in the folder that sets ``seed_schedule``."""
-    folder = folder or settings.experiments_dir()
     schedules = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:

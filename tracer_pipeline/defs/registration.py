@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import dagster as dg
 
 from tracer_pipeline.config import Experiment
-from tracer_pipeline.partitions import experiments_partitions, runs_partitions
+from tracer_pipeline.defs.partitions import experiments_partitions, runs_partitions
+from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store import TraceStore
 
 
@@ -48,7 +49,7 @@ def register_experiment(
         elif set(now.embedding_models) - set(old.embedding_models) or now.max_homology_dim > old.max_homology_dim:
             reembed.append(run_id)
     for run_id in extended:
-        store.set_run_status(run_id, "pending")
+        store.set_run_status(run_id, RunStatus.PENDING)
     if new:
         instance.add_dynamic_partitions(runs_partitions.name, new)
     instance.add_dynamic_partitions(experiments_partitions.name, [experiment.name])

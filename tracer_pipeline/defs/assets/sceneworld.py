@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 
-from tracer_pipeline import settings
+from tracer_pipeline.defs.resources import DataFoldersResource
 from tracer_pipeline.sceneworld import train
 from tracer_pipeline.sceneworld.evaluate import BARS
 from tracer_pipeline.sceneworld.models import VERSION, weight_files
@@ -23,13 +23,15 @@ def _weights_digest(folder) -> str:
 
 
 @dg.asset(group_name="sceneworld", code_version=VERSION, kinds={"pytorch"})
-def sceneworld_models(context: dg.AssetExecutionContext, config: SceneWorldTraining) -> dg.MaterializeResult:
+def sceneworld_models(
+    context: dg.AssetExecutionContext, config: SceneWorldTraining, folders: DataFoldersResource
+) -> dg.MaterializeResult:
     """The three SceneWorld models (SceneT2I, SceneI2T, SceneCLIP) retrained from scratch on CPU
     with the given seed into ``<data dir>/sceneworld/seed-<seed>``, and their quality bars
     measured on held-out scenes. Weights already trained there by this code version are kept
     (training is reproducible: the same seed gives the same bytes). The weights the registry uses
     ship in ``tracer_pipeline/sceneworld/weights``; copy retrained ones there to use them."""
-    out = settings.data_dir() / "sceneworld" / f"seed-{config.seed}"
+    out = folders.sceneworld_dir(config.seed)
     metrics_file = out / "metrics.json"
     cached = False
     if metrics_file.exists() and all((out / weight_files(m)[0]).exists() for m in train.MODELS):

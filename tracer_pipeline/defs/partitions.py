@@ -1,4 +1,5 @@
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 # One key per run (its run id): every per-run asset shares it, so one Dagster run can carry a
 # run's whole chain (and several runs' chains in lockstep) with the models loaded once.
@@ -6,3 +7,8 @@ runs_partitions = dg.DynamicPartitionsDefinition(name="runs")
 
 # One key per experiment name, for the per-experiment analysis and report.
 experiments_partitions = dg.DynamicPartitionsDefinition(name="experiments")
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """Tags that make one Dagster run cover the partitions from ``first`` to ``last``."""
+    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}

@@ -2,10 +2,12 @@ import time
 
 import dagster as dg
 
-from tracer_pipeline.assets.metadata import combined_version, problem_list, table, trajectory_preview
-from tracer_pipeline.assets.runs import runs
-from tracer_pipeline.partitions import runs_partitions
-from tracer_pipeline.resources import ModelPoolResource, TraceStoreResource
+from tracer_pipeline.defs.assets.runs import runs
+from tracer_pipeline.defs.metadata import combined_version, problem_list, table, trajectory_preview
+from tracer_pipeline.defs.partitions import runs_partitions
+from tracer_pipeline.defs.resources import ModelPoolResource, TraceStoreResource
+from tracer_pipeline.status import RunStatus
+from tracer_pipeline.tracing.checks import invocation_problems
 from tracer_pipeline.tracing.invocations import run_invocations
 
 COMPLETE_CHECK = "every_invocation_present_in_order"
@@ -49,7 +51,7 @@ def invocations(
     rows = [{"run_id": o.run_id, "computed": o.computed, "already_stored": o.stored_before,
              "stale_recomputed": o.recomputed_stale, "status": o.status, "stop_reason": o.stop_reason or "",
              "error": o.error or ""} for o in outcomes.values()]
-    if all(o.status == "failed" for o in outcomes.values()):
+    if all(o.status == RunStatus.FAILED for o in outcomes.values()):
         raise dg.Failure(
             description="every run in this step failed; what was computed is stored",
             metadata={"runs": table(rows)},
@@ -61,33 +63,16 @@ def invocations(
             "runs": table(rows),
             "computed": sum(o.computed for o in outcomes.values()),
             "skipped_already_stored": sum(o.stored_before for o in outcomes.values()),
-            "failed_runs": sum(o.status == "failed" for o in outcomes.values()),
-            "stuck_runs": sum(o.status == "stuck" for o in outcomes.values()),
+            "failed_runs": sum(o.status == RunStatus.FAILED for o in outcomes.values()),
+            "stuck_runs": sum(o.status == RunStatus.STUCK for o in outcomes.values()),
             "seconds": round(seconds, 3),
             "preview": dg.MetadataValue.md(preview),
         },
         data_version=combined_version([trace.content_hash(k, "invocations") for k in keys]),
     )
-    problems = _completeness_problems(trace, keys)
+    problems = invocation_problems(trace, keys)
     yield dg.AssetCheckResult(
         check_name=COMPLETE_CHECK, passed=not problems,
         metadata={"problems": problem_list(problems)},
     )
 
-
-def _completeness_problems(trace, run_ids: list[str]) -> list[str]:
-    problems = []
-    for run in trace.get_runs(run_ids):
-        stored = trace.invocations(run.run_id)
-        numbers = [inv.sequence_number for inv in stored]
-        if numbers != list(range(len(stored))):
-            problems.append(f"{run.run_id}: sequence numbers {numbers[:5]}… are not 0..{len(stored) - 1}")
-        wrong = [inv.sequence_number for inv in stored
-                 if inv.model != run.network[inv.sequence_number % len(run.network)]]
-        if wrong:
-            problems.append(f"{run.run_id}: invocations {wrong[:5]} were made by the wrong model")
-        if run.status == "failed":
-            problems.append(f"{run.run_id}: failed: {run.error}")
-        elif run.status == "complete" and len(stored) < run.max_length:
-            problems.append(f"{run.run_id}: {len(stored)} of {run.max_length} invocations stored")
-    return problems

@@ -14,15 +14,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from tracer_pipeline import settings
-from tracer_pipeline.assets.diagrams import persistence_diagrams
-from tracer_pipeline.assets.embeddings import embeddings
 from tracer_pipeline.config import load_experiment
+from tracer_pipeline.defs.assets.diagrams import persistence_diagrams
+from tracer_pipeline.defs.assets.embeddings import embeddings
+from tracer_pipeline.defs.jobs import report_job, trace_job
+from tracer_pipeline.defs.partitions import range_tags, runs_partitions
+from tracer_pipeline.defs.registration import contiguous_ranges, register_experiment
+from tracer_pipeline.defs.resources import DataFoldersResource, TraceStoreResource
 from tracer_pipeline.errors import ConfigError
-from tracer_pipeline.jobs import range_tags, report_job, trace_job
-from tracer_pipeline.partitions import runs_partitions
-from tracer_pipeline.resources import TraceStoreResource
-from tracer_pipeline.tracing.registration import contiguous_ranges, register_experiment
 
 
 def experiment_run_requests(
@@ -59,8 +58,10 @@ def experiment_run_requests(
     description="Watches the experiments folder (TRACER_EXPERIMENTS_DIR, default ./experiments) and "
                 "materializes only runs that are new or need more work.",
 )
-def experiments_sensor(context: dg.SensorEvaluationContext, store: TraceStoreResource):
-    folder = settings.experiments_dir()
+def experiments_sensor(
+    context: dg.SensorEvaluationContext, store: TraceStoreResource, folders: DataFoldersResource
+):
+    folder = Path(folders.experiments_dir)
     if not folder.is_dir():
         return dg.SkipReason(f"experiments folder {folder} does not exist")
     requests, problems = experiment_run_requests(context, store, folder)

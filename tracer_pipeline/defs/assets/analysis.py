@@ -4,15 +4,14 @@ import time
 
 import dagster as dg
 
-from tracer_pipeline import settings
-from tracer_pipeline.assets.diagrams import persistence_diagrams
-from tracer_pipeline.assets.metadata import table
-from tracer_pipeline.partitions import experiments_partitions
+from tracer_pipeline.defs.assets.diagrams import persistence_diagrams
+from tracer_pipeline.defs.metadata import table
+from tracer_pipeline.defs.partitions import experiments_partitions
+from tracer_pipeline.defs.resources import DataFoldersResource, TraceStoreResource
 from tracer_pipeline.reporting.compare import compare_store
 from tracer_pipeline.reporting.files import write_report
 from tracer_pipeline.reporting.gather import experiment_data, store_runs
 from tracer_pipeline.reporting.report import build_report, inline_markdown
-from tracer_pipeline.resources import TraceStoreResource
 
 ALL_RUNS = dg.AssetDep(persistence_diagrams, partition_mapping=dg.AllPartitionMapping())
 
@@ -21,8 +20,8 @@ ALL_RUNS = dg.AssetDep(persistence_diagrams, partition_mapping=dg.AllPartitionMa
 def store_comparison(context: dg.AssetExecutionContext, store: TraceStoreResource) -> dg.MaterializeResult:
     """Across every run in the store, per embedding model: all-pairs bottleneck and Wasserstein
     distances between persistence diagrams (H0 and H1), and recurring end states (attractors).
-    Only pairs involving new or changed diagrams are computed. Kept fresh by the
-    ``store_comparison_sensor`` (Dagster's staleness does not propagate past 100 partitions)."""
+    Only pairs involving new or changed diagrams are computed. Kept fresh by ``reports_sensor``
+    (Dagster's staleness does not propagate past 100 partitions)."""
     trace = store.get_store()
     rows = []
     for model in trace.embedding_models_in_use():
@@ -46,14 +45,16 @@ def store_comparison(context: dg.AssetExecutionContext, store: TraceStoreResourc
     group_name="analysis",
     kinds={"sqlite"},
 )
-def experiment_report(context: dg.AssetExecutionContext, store: TraceStoreResource) -> dg.MaterializeResult:
+def experiment_report(
+    context: dg.AssetExecutionContext, store: TraceStoreResource, folders: DataFoldersResource
+) -> dg.MaterializeResult:
     """The experiment's report: how its runs got where they did and how sensitive that was to
     prompt and seed, whether they got stuck, whether the store has seen this before, and which
     factor dominates. Shown here and written to ``<data dir>/reports/<experiment>/report.md``."""
     trace = store.get_store()
     data = experiment_data(trace, context.partition_key)
     report = build_report(data, trace.comparison(data.embedding_model))
-    path = write_report(report, settings.data_dir() / "reports" / data.name)
+    path = write_report(report, folders.reports_dir(data.name))
     trace.put_report(data.name, data.embedding_model, report.markdown, report.tables)
     return dg.MaterializeResult(metadata={
         "report": dg.MetadataValue.md(inline_markdown(report)),

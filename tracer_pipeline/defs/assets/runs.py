@@ -1,10 +1,10 @@
 import dagster as dg
 
-from tracer_pipeline.assets.metadata import combined_version, table
-from tracer_pipeline.config import canonical_json, sha256_hex
+from tracer_pipeline.config import canonical_json, network_label, sha256_hex
+from tracer_pipeline.defs.metadata import combined_version, table
+from tracer_pipeline.defs.partitions import runs_partitions
+from tracer_pipeline.defs.resources import TraceStoreResource
 from tracer_pipeline.errors import RunNotRegisteredError, StoreError
-from tracer_pipeline.partitions import runs_partitions
-from tracer_pipeline.resources import TraceStoreResource
 
 
 @dg.asset(
@@ -28,7 +28,7 @@ def runs(context: dg.AssetExecutionContext, store: TraceStoreResource) -> dg.Mat
         if sha256_hex(canonical_json(spec))[:16] != record.run_id:
             raise StoreError(f"run {record.run_id}: stored specification does not hash to its id")
     rows = [{
-        "run_id": r.run_id, "network": " → ".join(r.network),
+        "run_id": r.run_id, "network": network_label(r.network),
         "start": r.prompt if r.prompt is not None else "(initial image)", "seed": r.seed,
         "max_length": r.max_length, "experiments": ", ".join(r.experiments),
         "embedding_models": ", ".join(r.embedding_models),

@@ -1,11 +1,11 @@
 import dagster as dg
 
-from tracer_pipeline.assets.analysis import experiment_report, store_comparison
-from tracer_pipeline.assets.diagrams import persistence_diagrams
-from tracer_pipeline.assets.embeddings import embeddings
-from tracer_pipeline.assets.invocations import invocations
-from tracer_pipeline.assets.runs import runs
-from tracer_pipeline.partitions import experiments_partitions, runs_partitions
+from tracer_pipeline.defs.assets.analysis import experiment_report, store_comparison
+from tracer_pipeline.defs.assets.diagrams import persistence_diagrams
+from tracer_pipeline.defs.assets.embeddings import embeddings
+from tracer_pipeline.defs.assets.invocations import invocations
+from tracer_pipeline.defs.assets.runs import runs
+from tracer_pipeline.defs.partitions import experiments_partitions, runs_partitions
 
 TRACE_ASSETS = [runs, invocations, embeddings, persistence_diagrams]
 
@@ -23,8 +23,3 @@ report_job = dg.define_asset_job(
     partitions_def=experiments_partitions,
     description="Compare every stored run (diagram distances, attractors) and write an experiment's report.",
 )
-
-
-def range_tags(first: str, last: str) -> dict[str, str]:
-    """Tags that make one Dagster run cover the partitions from ``first`` to ``last``."""
-    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}

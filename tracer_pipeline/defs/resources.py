@@ -1,12 +1,14 @@
-"""Dagster resources: the trace store and the model pool, configured from the environment."""
+"""Dagster resources: the trace store, the model pool and the data folders, built from :class:`Settings`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import dagster as dg
 from pydantic import PrivateAttr
 
-from tracer_pipeline import settings
 from tracer_pipeline.models.pool import ModelPool, resolve_load_options
+from tracer_pipeline.settings import Settings, reports_dir, sceneworld_dir
 from tracer_pipeline.store import TraceStore
 
 
@@ -16,10 +18,6 @@ class TraceStoreResource(dg.ConfigurableResource):
     db_url: str
 
     _store: TraceStore | None = PrivateAttr(default=None)
-
-    @classmethod
-    def from_environment(cls) -> TraceStoreResource:
-        return cls(db_url=settings.db_url())
 
     def get_store(self) -> TraceStore:
         if self._store is None:
@@ -50,11 +48,6 @@ class ModelPoolResource(dg.ConfigurableResource):
 
     _pool: ModelPool | None = PrivateAttr(default=None)
 
-    @classmethod
-    def from_environment(cls) -> ModelPoolResource:
-        return cls(device=settings.device(), dtype=settings.dtype(), model_dir=str(settings.model_dir()),
-                   torch_threads=settings.torch_threads())
-
     def get_pool(self) -> ModelPool:
         if self._pool is None:
             self._pool = ModelPool(resolve_load_options(
@@ -65,3 +58,29 @@ class ModelPoolResource(dg.ConfigurableResource):
         if self._pool is not None:
             self._pool.release()
             self._pool = None
+
+
+class DataFoldersResource(dg.ConfigurableResource):
+    """Where reports and retrained models are written, and which folder holds experiment configs."""
+
+    data_dir: str
+    experiments_dir: str
+
+    def reports_dir(self, experiment: str) -> Path:
+        return reports_dir(Path(self.data_dir), experiment)
+
+    def sceneworld_dir(self, seed: int) -> Path:
+        return sceneworld_dir(Path(self.data_dir), seed)
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """The resources every asset, sensor and schedule uses, configured from ``settings``."""
+    return {
+        "store": TraceStoreResource(db_url=settings.db_url),
+        "models": ModelPoolResource(
+            device=settings.device, dtype=settings.dtype, model_dir=str(settings.model_dir),
+            trust_remote_code=list(settings.trust_remote_code), torch_threads=settings.torch_threads,
+        ),
+        "folders": DataFoldersResource(data_dir=str(settings.data_dir),
+                                       experiments_dir=str(settings.experiments_dir)),
+    }

@@ -1,0 +1,49 @@
+"""``trajectory-tracer``: run experiments and look at what they stored, from the command line.
+
+Everything goes through the same Dagster instance (``DAGSTER_HOME``) and trace store that
+``trajectory-tracer ui`` (``dagster dev``) shows, so CLI work appears in the UI with its lineage.
+The settings are resolved once, here, from the flags and the environment, and passed down.
+"""
+
+from __future__ import annotations
+
+import click
+
+from tracer_pipeline.cli.context import Context, fail
+from tracer_pipeline.cli.experiments import report_command, run_experiment, train_sceneworld
+from tracer_pipeline.cli.exports import export_data_command, export_images_command
+from tracer_pipeline.cli.inspect import list_models, list_runs, status
+from tracer_pipeline.cli.ui import dagster_home, ui
+from tracer_pipeline.errors import TracerError
+from tracer_pipeline.settings import Settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data-dir", envvar="TRACER_DATA_DIR",
+              help="Data directory (default: TRACER_DATA_DIR or ./tracer_data).")
+@click.option("--db-url", envvar="TRACER_DB_URL",
+              help="Trace store SQLAlchemy URL (default: sqlite:///<data dir>/tracer.sqlite).")
+@click.option("--device", envvar="TRACER_DEVICE", help="auto (default), cpu, cuda or cuda:N.")
+@click.option("-v", "--verbose", is_flag=True, help="Show Dagster's log lines.")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: str | None, db_url: str | None, device: str | None, verbose: bool) -> None:
+    """Trace what happens when generative models feed each other.
+
+    \b
+    Example:
+      trajectory-tracer run-experiment experiments/quickstart.json
+      trajectory-tracer list-runs
+    """
+    ctx.obj = Context(Settings.resolve(data_dir=data_dir, db_url=db_url, device=device), verbose)
+
+
+for command in (run_experiment, report_command, train_sceneworld, list_runs, status, list_models,
+                ui, dagster_home, export_images_command, export_data_command):
+    cli.add_command(command)
+
+
+def main() -> None:
+    try:
+        cli()
+    except TracerError as exc:
+        fail(str(exc))

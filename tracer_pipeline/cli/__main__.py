@@ -1,0 +1,3 @@
+from tracer_pipeline.cli import main
+
+main()

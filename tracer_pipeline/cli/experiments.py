@@ -1,0 +1,157 @@
+"""Commands that compute: run-experiment, report, train-sceneworld."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from tracer_pipeline.cli.context import Context, fail, pass_context
+from tracer_pipeline.errors import ConfigError
+from tracer_pipeline.status import RunStatus
+from tracer_pipeline.store import TraceStore
+
+SHOWN_STUCK_RUNS = 10
+
+
+def _quiet_libraries() -> None:
+    # The model libraries' own loading bars would break up ours; these are their documented knobs.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+@click.command("run-experiment")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--db-url", "db_url_here", help="Trace store SQLAlchemy URL (same as the global option).")
+@pass_context
+def run_experiment(obj: Context, config: Path, db_url_here: str | None) -> None:
+    """Validate CONFIG, register its runs and materialize them through Dagster in this process.
+
+    A bad config exits with code 2, listing every problem, and writes nothing. Interrupted or
+    killed, the same command continues where it stopped. Exit code 1 when runs fail.
+
+    \b
+    Example:
+      trajectory-tracer run-experiment experiments/quickstart.json
+    """
+    from tracer_pipeline.config import load_experiment
+
+    if db_url_here:
+        obj.settings = dataclasses.replace(obj.settings, db_url=db_url_here)
+    try:
+        experiment = load_experiment(config)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    if not obj.verbose:
+        _quiet_libraries()
+    from tracer_pipeline.cli.launcher import Launcher
+    from tracer_pipeline.cli.progress import ProgressBars
+
+    store = obj.store
+    launcher = Launcher(obj.settings, obj.verbose)
+    launcher.release_abandoned_runs()
+    registration = launcher.register(store, experiment)
+    run_ids = list(dict.fromkeys(registration.run_ids))
+    click.echo(f"experiment {experiment.name}: {len(run_ids)} runs "
+               f"({len(registration.new_partitions)} new) in {store.url}")
+    started = time.perf_counter()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean Dagster run status on kill -TERM
+    try:
+        with ProgressBars(store, run_ids):
+            failures = launcher.trace(run_ids, experiment.name)
+        report = launcher.report(experiment.name)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: everything computed so far is stored; run the same command to continue.",
+                   err=True)
+        sys.exit(130)
+    _print_summary(store, run_ids, time.perf_counter() - started)
+    if report.failure:
+        failures.append(report.failure)
+    else:
+        click.echo(f"report: {report.path}")
+    failed = [r for r in store.get_runs(run_ids) if r.status == RunStatus.FAILED]
+    for message in failures:
+        click.echo(f"dagster step failed: {message}", err=True)
+    if failed or failures:
+        for run in failed:
+            click.echo(f"run {run.run_id} failed: {run.error}", err=True)
+        sys.exit(1)
+
+
+def _print_summary(store: TraceStore, run_ids: list[str], seconds: float) -> None:
+    runs = store.get_runs(run_ids)
+    counts = store.counts(run_ids)
+    by_status: dict[str, int] = {}
+    for run in runs:
+        by_status[run.status] = by_status.get(run.status, 0) + 1
+    total = {k: sum(c[k] for c in counts.values()) for k in ("invocations", "embeddings", "diagrams")}
+    click.echo(
+        f"done in {seconds:.1f} s: {len(runs)} runs ("
+        + ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
+        + f"); stored {total['invocations']} invocations, {total['embeddings']} embeddings, "
+        f"{total['diagrams']} persistence diagrams"
+    )
+    stuck = [r for r in runs if r.status == RunStatus.STUCK]
+    for run in stuck[:SHOWN_STUCK_RUNS]:
+        click.echo(f"  {run.run_id} stuck: {run.stop_reason}")
+    if len(stuck) > SHOWN_STUCK_RUNS:
+        click.echo(f"  … and {len(stuck) - SHOWN_STUCK_RUNS} more stuck runs (trajectory-tracer list-runs)")
+
+
+@click.command("report")
+@click.argument("experiment")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also copy the report (Markdown and PNG figures) into this folder.")
+@pass_context
+def report_command(obj: Context, experiment: str, out: Path | None) -> None:
+    """Compare the store's runs and write EXPERIMENT's report (also shown in the UI as the
+    experiment_report asset): drift and sensitivity, stuck runs, what the store has seen before,
+    and which factor dominates.
+
+    \b
+    Example:
+      trajectory-tracer report quickstart --out report/
+    """
+    from tracer_pipeline.cli.launcher import Launcher
+
+    obj.store.require_experiment(experiment)
+    outcome = Launcher(obj.settings, obj.verbose).report(experiment)
+    if outcome.failure:
+        fail(outcome.failure)
+    path = outcome.path
+    if out is not None:
+        shutil.copytree(path.parent, out, dirs_exist_ok=True)
+        path = out / path.name
+    click.echo(f"report: {path}")
+
+
+@click.command("train-sceneworld")
+@click.option("--seed", default=0, show_default=True, help="Training seed: the same seed gives the same weights.")
+@pass_context
+def train_sceneworld(obj: Context, seed: int) -> None:
+    """Retrain the SceneWorld models from scratch on CPU (about 35 CPU-minutes) through Dagster
+    (the sceneworld_models asset), into <data dir>/sceneworld/seed-SEED, and print their quality
+    figures. Already trained there with this code version: nothing is retrained.
+
+    \b
+    Example:
+      trajectory-tracer train-sceneworld --seed 0
+    """
+    from tracer_pipeline.cli.launcher import Launcher
+    from tracer_pipeline.settings import PACKAGE_DIR
+
+    failures = Launcher(obj.settings, obj.verbose).train_sceneworld(seed)
+    if failures:
+        fail("; ".join(failures))
+    folder = obj.settings.sceneworld_dir(seed)
+    click.echo((folder / "metrics.json").read_text())
+    click.echo(f"weights: {folder}\nto use them, copy the .safetensors, .json files into "
+               f"{PACKAGE_DIR / 'sceneworld' / 'weights'}")

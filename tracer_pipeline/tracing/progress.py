@@ -1,0 +1,83 @@
+"""How far runs have come, from what is stored: the counts behind the CLI's progress bars and
+``status`` (elapsed time, rate and time left). Plain functions over the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from tracer_pipeline.models.registry import get_model
+from tracer_pipeline.status import RunStatus
+from tracer_pipeline.store import RunRecord, TraceStore
+from tracer_pipeline.store.schema import utcnow
+
+
+def embeddable_share(run: RunRecord) -> float:
+    """How many embeddings an invocation of this run gets, on average over its network: each
+    output is embedded by every embedding model that can embed its modality."""
+    outputs = {get_model(m).output_modality for m in run.network}
+    return sum(len(outputs & get_model(e).embeds) for e in run.embedding_models) / len(outputs)
+
+
+def progress_counts(store: TraceStore, run_ids: list[str]) -> dict[str, tuple[int, int | None]]:
+    """(done, expected total) of runs, invocations, embeddings and diagrams of these runs.
+
+    A run that stopped early (stuck or failed) will not reach its target, so its target is what
+    it stored. The diagrams' total is not known in advance (None).
+    """
+    runs = store.get_runs(run_ids)
+    counts = store.counts(run_ids)
+    finished = [r for r in runs if RunStatus(r.status).finished]
+    invocations = sum(counts[r.run_id]["invocations"] for r in runs)
+    target = sum(counts[r.run_id]["invocations"] if r in finished and r.status != RunStatus.COMPLETE
+                 else r.max_length for r in runs)
+    embeddable = sum(int(round(counts[r.run_id]["invocations"] * embeddable_share(r))) for r in runs)
+    return {
+        "runs": (len(finished), len(runs)),
+        "invocations": (invocations, target),
+        "embeddings": (sum(counts[r.run_id]["embeddings"] for r in runs), embeddable),
+        "diagrams": (sum(counts[r.run_id]["diagrams"] for r in runs), None),
+    }
+
+
+@dataclass(frozen=True)
+class ExperimentProgress:
+    name: str
+    runs: int
+    by_status: dict[RunStatus, int]
+    invocations: int
+    embeddings: int
+    diagrams: int
+    remaining_invocations: int
+    elapsed_s: float
+    eta_s: float | None  # None: no rate measured yet
+
+    @property
+    def done(self) -> int:
+        return self.by_status[RunStatus.COMPLETE] + self.by_status[RunStatus.STUCK]
+
+
+def experiment_progress(store: TraceStore, name: str, now: datetime | None = None) -> ExperimentProgress:
+    """Counts per status, what is stored, and the time left at the rate measured so far
+    (invocations per second since the first run started)."""
+    store.require_experiment(name)
+    run_ids = store.experiment_run_ids(name)
+    runs = store.get_runs(run_ids)
+    counts = store.counts(run_ids)
+    by_status = {status: sum(r.status == status for r in runs) for status in RunStatus}
+    stored = sum(counts[r.run_id]["invocations"] for r in runs)
+    remaining = sum(max(0, r.max_length - counts[r.run_id]["invocations"]) for r in runs
+                    if not RunStatus(r.status).finished)
+    starts = [r.started_at for r in runs if r.started_at]
+    ends = [r.completed_at for r in runs if r.completed_at]
+    active = by_status[RunStatus.RUNNING] or by_status[RunStatus.PENDING]
+    last = max(ends) if ends and not active else (now or utcnow())
+    elapsed = (last - min(starts)).total_seconds() if starts else 0.0
+    rate = stored / elapsed if elapsed > 0 and stored else 0.0
+    eta = 0.0 if not remaining else (remaining / rate if rate else None)
+    return ExperimentProgress(
+        name=name, runs=len(runs), by_status=by_status, invocations=stored,
+        embeddings=sum(counts[r.run_id]["embeddings"] for r in runs),
+        diagrams=sum(counts[r.run_id]["diagrams"] for r in runs),
+        remaining_invocations=remaining, elapsed_s=elapsed, eta_s=eta,
+    )
