@@ -31,7 +31,7 @@ from tracer_pipeline.reporting.compare import (
     nearest_earlier_by_diagram,
     nearest_earlier_by_end_state,
 )
-from tracer_pipeline.reporting.data import AttractorData, ExperimentData, Report, RunData, StoreComparison
+from tracer_pipeline.reporting.data import ExperimentData, Report, RunData
 from tracer_pipeline.reporting.measures import (
     FACTORS,
     FIT_STEPS,
@@ -47,6 +47,7 @@ from tracer_pipeline.reporting.measures import (
     row_modalities,
     trajectory_rows,
 )
+from tracer_pipeline.store import AttractorData, StoreComparison
 
 TOO_FEW = "too few runs to say"
 PERMUTATIONS = 999
