@@ -17,8 +17,9 @@ from scipy.spatial.distance import pdist, squareform
 from tracer_pipeline.analysis.attractors import find_attractors
 from tracer_pipeline.analysis.cosine import unit_rows
 from tracer_pipeline.analysis.diagram_distances import METRICS, diagram_distance_matrix, nearest_earlier_runs
-from tracer_pipeline.reporting.data import AttractorData, RunData, StoreComparison
+from tracer_pipeline.reporting.data import RunData
 from tracer_pipeline.reporting.measures import MODALITIES, end_state
+from tracer_pipeline.store import AttractorData, StoreComparison
 
 HOMOLOGY_DIMS = (0, 1)
 DEFAULT_ATTRACTOR_THRESHOLD = 0.1

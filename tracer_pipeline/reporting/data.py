@@ -57,31 +57,3 @@ class Report:
     markdown: str
     figures: dict[str, bytes] = field(default_factory=dict)
     tables: dict[str, list[dict]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class AttractorData:
-    """A recurring end state: the runs whose end states cluster together, and the medoid run."""
-
-    modality: str  # the modality of the end states clustered ("text" or "image")
-    run_ids: tuple[str, ...]
-    medoid_run_id: str
-    mean_distance_to_medoid: float
-
-
-@dataclass(frozen=True)
-class StoreComparison:
-    """Comparisons across every run in the store for one embedding model (the "has it done this
-    before?" question): all-pairs persistence-diagram distances and recurring end states.
-
-    ``matrices[(homology_dim, metric)]`` is the (n, n) distance matrix between the runs in
-    ``run_ids`` order; ``diagram_hashes`` identify the diagrams each row was computed from, so a
-    later comparison can reuse the rows of runs whose diagrams did not change.
-    """
-
-    embedding_model: str
-    run_ids: tuple[str, ...]
-    diagram_hashes: tuple[str, ...]
-    matrices: dict[tuple[int, str], np.ndarray]
-    attractors: tuple[AttractorData, ...]
-    attractor_threshold: float

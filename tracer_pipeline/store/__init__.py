@@ -1,13 +1,13 @@
-from tracer_pipeline.store.store import (
+from tracer_pipeline.store.records import (
+    AttractorData,
     DiagramRecord,
     InvocationRecord,
     RunRecord,
-    TraceStore,
-    bytes_to_vector,
-    vector_to_bytes,
+    StoreComparison,
 )
+from tracer_pipeline.store.store import TraceStore, bytes_to_vector, vector_to_bytes
 
 __all__ = [
-    "DiagramRecord", "InvocationRecord", "RunRecord", "TraceStore", "bytes_to_vector",
-    "vector_to_bytes",
+    "AttractorData", "DiagramRecord", "InvocationRecord", "RunRecord", "StoreComparison", "TraceStore",
+    "bytes_to_vector", "vector_to_bytes",
 ]

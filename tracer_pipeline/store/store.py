@@ -13,7 +13,6 @@ import hashlib
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -31,10 +30,15 @@ from tracer_pipeline.models.base import (
     Output,
     image_to_png,
     output_digest,
-    png_to_image,
 )
-from tracer_pipeline.reporting.data import AttractorData, StoreComparison
 from tracer_pipeline.status import RunStatus
+from tracer_pipeline.store.records import (
+    AttractorData,
+    DiagramRecord,
+    InvocationRecord,
+    RunRecord,
+    StoreComparison,
+)
 from tracer_pipeline.store.schema import (
     Base,
     EmbeddingRow,
@@ -50,77 +54,6 @@ from tracer_pipeline.store.schema import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """A run as stored, with what the experiments naming it ask of it."""
-
-    run_id: str
-    network: tuple[str, ...]
-    prompt: str | None
-    initial_image: bytes | None
-    seed: int
-    status: str
-    stop_reason: str | None
-    error: str | None
-    max_length: int  # the largest any experiment asks for
-    embedding_models: tuple[str, ...]  # the union of what the experiments ask for
-    stop_when_stuck: bool  # False when any experiment asks to continue
-    max_homology_dim: int
-    experiments: tuple[str, ...]
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    created_at: datetime | None = None
-
-    @property
-    def initial_input(self) -> Output:
-        """The prompt, or the initial image: the input of invocation 0."""
-        if self.prompt is not None:
-            return self.prompt
-        if self.initial_image is None:
-            raise StoreError(f"run {self.run_id} has neither a prompt nor an initial image")
-        return png_to_image(self.initial_image)
-
-
-@dataclass(frozen=True)
-class InvocationRecord:
-    id: int
-    run_id: str
-    sequence_number: int
-    model: str
-    model_version: str
-    input_invocation_id: int | None
-    seed: int
-    output_type: str | None
-    output_text: str | None
-    output_image: bytes | None
-    output_sha256: str | None
-    error: str | None
-    started_at: datetime
-    completed_at: datetime
-
-    @property
-    def output(self) -> Output:
-        if self.output_type == "text":
-            return self.output_text or ""
-        if self.output_type == "image" and self.output_image is not None:
-            return png_to_image(self.output_image)
-        raise StoreError(f"invocation {self.run_id}#{self.sequence_number} has no output ({self.error})")
-
-
-@dataclass(frozen=True)
-class DiagramRecord:
-    run_id: str
-    embedding_model: str
-    subset: str
-    params: dict
-    params_hash: str
-    n_points: int
-    input_sha256: str
-    points: dict[int, np.ndarray]  # dim -> (k, 2) array, death = inf for the infinite H0 bar
-    summary: dict
-    duration_s: float
 
 
 def _invocation(row: InvocationRow) -> InvocationRecord:

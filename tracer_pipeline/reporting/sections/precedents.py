@@ -1,0 +1,218 @@
+"""Question 3: has it done this before? This experiment's runs against the earlier runs in the
+store (the store comparison): nearest earlier runs by persistence diagram and by end state, and
+the attractors (recurring end states) they share with other runs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from tracer_pipeline.reporting import plots
+from tracer_pipeline.reporting.compare import (
+    DEFAULT_ATTRACTOR_THRESHOLD,
+    diagram_hash,
+    nearest_earlier_by_diagram,
+    nearest_earlier_by_end_state,
+)
+from tracer_pipeline.reporting.data import ExperimentData, Report, RunData
+from tracer_pipeline.reporting.measures import MODALITIES, RunMeasures, factor_level
+from tracer_pipeline.reporting.sections.format import (
+    TOO_FEW,
+    Row,
+    figure,
+    markdown_table,
+    median,
+    num,
+    plural,
+    short_id,
+)
+from tracer_pipeline.store import AttractorData, StoreComparison
+
+NEAR_PERCENTILE = 5  # "near" = closer than this percentile of all pairwise distances in the store
+NEIGHBOURS = 1  # earlier runs listed per run and measure
+CONTACT_ROWS = 6  # runs shown on the contact sheet
+
+
+def _neighbour_rows(own: Sequence[RunMeasures], found: dict[str, list[tuple[str, float]]], measure: str,
+                    by_id: dict[str, RunData], own_ids: set[str]) -> list[Row]:
+    """Rows of table ``nearest_earlier_runs`` for ``own`` by one ``measure``, each naming the
+    earlier run's network, prompt and seed and whether it is from this experiment."""
+    rows: list[Row] = []
+    for m in own:
+        for rank, (earlier, distance) in enumerate(found.get(m.run.run_id, []), start=1):
+            other = by_id[earlier]
+            rows.append({"run_id": m.run.run_id, "measure": measure, "rank": rank, "earlier_run_id": earlier,
+                         "distance": distance, "earlier_in_experiment": earlier in own_ids,
+                         "earlier_network": other.network_name, "earlier_prompt": factor_level(other, "prompt"),
+                         "earlier_seed": other.seed})
+    return rows
+
+
+def _current_runs(data: ExperimentData, comparison: StoreComparison) -> tuple[list[RunData], list[RunData]]:
+    """Store runs with a diagram that the comparison covers with the same diagram, and this
+    experiment's runs it does not (computed before them, or before their diagram changed)."""
+    hashes = dict(zip(comparison.run_ids, comparison.diagram_hashes, strict=True))
+    current = [r for r in data.store_runs if r.diagram and hashes.get(r.run_id) == diagram_hash(r.diagram)]
+    current_ids = {r.run_id for r in current}
+    stale = [r for r in data.runs if r.diagram and r.run_id not in current_ids]
+    return current, stale
+
+
+def _attractor_rows(attractors: Sequence[AttractorData], own_ids: set[str], by_id: dict[str, RunData]) -> list[Row]:
+    """Table ``attractors``: the attractors this experiment's runs take part in, numbered per
+    modality over every attractor in the store comparison so that each has one name in every
+    experiment's report."""
+    rows: list[Row] = []
+    counters: Counter[str] = Counter()
+    for attractor in attractors:
+        counters[attractor.modality] += 1
+        members = [by_id[r] for r in attractor.run_ids if r in by_id]
+        if not own_ids & set(attractor.run_ids):
+            continue
+        medoid = by_id.get(attractor.medoid_run_id)
+        first = min(members, key=lambda r: r.order) if members else None
+        rows.append({
+            "attractor": f"{attractor.modality}-{counters[attractor.modality]}", "modality": attractor.modality,
+            "size": len(attractor.run_ids), "experiment_runs": len(own_ids & set(attractor.run_ids)),
+            "other_runs": len(set(attractor.run_ids) - own_ids), "medoid_run_id": attractor.medoid_run_id,
+            "medoid_in_experiment": attractor.medoid_run_id in own_ids,
+            "medoid_last_caption": medoid.last_caption if medoid else None,
+            "first_run_id": first.run_id if first else None,
+            "first_run_in_experiment": first.run_id in own_ids if first else None,
+            "mean_distance_to_medoid": attractor.mean_distance_to_medoid,
+            "run_ids": ",".join(attractor.run_ids),
+        })
+    return rows
+
+
+def _contact_rows(data: ExperimentData, attractors: Sequence[Row]) -> list[plots.ContactRow]:
+    """Representative runs with images: one per attractor that involves the experiment (its
+    medoid when the medoid is this experiment's, else a member that is), then one per network."""
+    by_id = {r.run_id: r for r in data.runs}
+    rows, shown = [], set()
+    for attractor in attractors:
+        members = [by_id[r] for r in str(attractor["run_ids"]).split(",")
+                   if r in by_id and by_id[r].images and r not in shown]
+        medoid = by_id.get(str(attractor["medoid_run_id"]))
+        run = medoid if medoid is not None and medoid.run_id in {m.run_id for m in members} else (
+            members[0] if members else None)
+        if run is None or len(rows) >= CONTACT_ROWS:
+            continue
+        note = "medoid" if run is medoid else f"member; medoid {short_id(str(attractor['medoid_run_id']))}"
+        rows.append(plots.ContactRow(
+            f"attractor {attractor['attractor']} ({attractor['size']} runs) — {short_id(run.run_id)} ({note}) · "
+            f"{run.network_name} · seed {run.seed}", run.images,
+            f"medoid's last caption: {attractor['medoid_last_caption']}" if attractor["medoid_last_caption"]
+            else run.last_caption))
+        shown.add(run.run_id)
+    shown_networks = {by_id[run_id].network_name for run_id in shown}
+    for network in sorted({r.network_name for r in data.runs} - shown_networks):
+        run = next((r for r in data.runs if r.network_name == network and r.images), None)
+        if run is not None and len(rows) < CONTACT_ROWS:
+            rows.append(plots.ContactRow(f"{short_id(run.run_id)} · {network} · seed {run.seed} · "
+                                         f"{(factor_level(run, 'prompt') or '')[:40]}", run.images, run.last_caption))
+    return rows
+
+
+def _nearest_by_shape(data: ExperimentData, measures: Sequence[RunMeasures], comparison: StoreComparison,
+                      by_id: dict[str, RunData], own_ids: set[str]) -> tuple[list[str], list[Row]]:
+    """Each run's nearest earlier run by H1 Wasserstein distance between diagrams, judged "near"
+    against all pairs in the store; runs the comparison does not cover yet are named, not guessed."""
+    lines: list[str] = []
+    current, stale = _current_runs(data, comparison)
+    found = nearest_earlier_by_diagram(comparison, current, k=NEIGHBOURS)
+    current_ids = {r.run_id for r in current}
+    own_current = [m for m in measures if m.run.run_id in current_ids]
+    rows = _neighbour_rows(own_current, found, "H1 Wasserstein", by_id, own_ids)
+    position = {run_id: i for i, run_id in enumerate(comparison.run_ids)}
+    index = [position[r.run_id] for r in current]
+    matrix = comparison.matrices[(1, "wasserstein")][np.ix_(index, index)]
+    pairs = matrix[np.triu_indices(len(index), k=1)]
+    nearest = [float(row["distance"]) for row in rows if row["rank"] == 1]
+    if pairs.size and nearest:
+        near = float(np.percentile(pairs, NEAR_PERCENTILE))
+        close = sum(d <= near for d in nearest)
+        elsewhere = sum(not row["earlier_in_experiment"] for row in rows if row["rank"] == 1)
+        lines.append(
+            f"**Nearest earlier run by shape:** **{close} of {len(nearest)}** runs with an earlier run have one "
+            f"whose persistence diagram is as close as the closest {NEAR_PERCENTILE}% of all pairs in the store "
+            f"(H1 1-Wasserstein distance ≤ {num(near)}; median nearest {num(median(nearest))}, median of all "
+            f"{pairs.size} pairs {num(float(np.median(pairs)))}); {elsewhere} of the {len(nearest)} nearest "
+            "earlier runs belong to other experiments. \"Earlier\" is registration order in the store.")
+    else:
+        lines.append(f"**Nearest earlier run by shape:** {TOO_FEW} — fewer than two runs in the store comparison "
+                     "have both a diagram and an earlier run.")
+    if stale:
+        named = ", ".join(short_id(r.run_id) for r in stale[:8])
+        lines.append(f"\n{plural(len(stale), 'run')} of this experiment ({named}) are not in the store "
+                     "comparison with their current diagram: it was computed before them; recompute it to include "
+                     "them.")
+    return lines, rows
+
+
+def section(report: Report, data: ExperimentData, measures: Sequence[RunMeasures],
+            comparison: StoreComparison | None) -> list[str]:
+    """Nearest earlier runs by diagram (needs ``comparison``) and by end state, and the attractors
+    the runs share (needs ``comparison``), with a contact sheet; adds tables
+    ``nearest_earlier_runs`` and ``attractors``."""
+    lines = ["", "## 3. Has it done this before?", ""]
+    own_ids = {r.run_id for r in data.runs}
+    by_id = {r.run_id: r for r in data.store_runs} | {r.run_id: r for r in data.runs}
+    neighbours: list[Row] = []
+    threshold = comparison.attractor_threshold if comparison else DEFAULT_ATTRACTOR_THRESHOLD
+    attractor_rows: list[Row] = []
+    if comparison is None:
+        lines.append("The store-wide comparison has not been computed yet, so this section cannot say which earlier "
+                     "runs had a similar persistence diagram, nor which attractors these runs share with others; "
+                     "materialise the store comparison and report again. End states are compared below.")
+    else:
+        shape_lines, neighbours = _nearest_by_shape(data, measures, comparison, by_id, own_ids)
+        lines += shape_lines
+        attractor_rows = _attractor_rows(comparison.attractors, own_ids, by_id)
+    for modality in MODALITIES:
+        found = nearest_earlier_by_end_state(data.store_runs, modality, k=NEIGHBOURS)
+        rows = _neighbour_rows(measures, found, f"end state ({modality})", by_id, own_ids)
+        neighbours += rows
+        nearest = [float(row["distance"]) for row in rows if row["rank"] == 1]
+        if nearest:
+            lines.append(
+                f"\n**Nearest earlier end state ({modality}):** **{sum(d <= threshold for d in nearest)} of "
+                f"{len(nearest)}** runs ended within cosine distance {threshold} of where an earlier run ended "
+                f"(last {modality} output; median distance to the nearest earlier one {num(median(nearest))}).")
+    report.tables["nearest_earlier_runs"] = neighbours
+    compared = {row["run_id"] for row in neighbours}
+    firsts = [m for m in measures if m.run.run_id not in compared]
+    if firsts:
+        lines.append(f"\n{plural(len(firsts), 'run')} ha{'s' if len(firsts) == 1 else 've'} no earlier run to compare "
+                     "with (first in the store, or without a diagram and end state).")
+    if neighbours:
+        lines += markdown_table(neighbours, [("run_id", "run"), ("measure", "by"),
+                                             ("earlier_run_id", "nearest earlier"), ("distance", "distance"),
+                                             ("earlier_in_experiment", "same experiment"),
+                                             ("earlier_prompt", "its prompt")], "nearest_earlier_runs")
+    report.tables["attractors"] = attractor_rows
+    if comparison is not None:
+        if attractor_rows:
+            lines.append(
+                f"**Attractors:** this experiment's runs take part in **{len(attractor_rows)}** recurring end states "
+                f"(clusters of ≥ 2 runs in the store whose last outputs of one modality are within a mean cosine "
+                f"distance of {threshold}, average linkage); {sum(int(r['other_runs']) > 0 for r in attractor_rows)} "
+                "of them also hold runs from outside this experiment.")
+            lines += markdown_table(attractor_rows, [("attractor", "attractor"), ("size", "runs"),
+                                                     ("experiment_runs", "from here"), ("other_runs", "elsewhere"),
+                                                     ("medoid_run_id", "medoid"),
+                                                     ("medoid_last_caption", "medoid's last caption")], "attractors")
+        else:
+            lines.append(f"**Attractors:** none of this experiment's runs shares its end state with another run "
+                         f"(within a mean cosine distance of {threshold}).")
+    contact = _contact_rows(data, attractor_rows)
+    if contact:
+        lines += figure(report, "contact_sheet.png", plots.contact_sheet_figure(contact), "contact sheet")
+    lines.append(
+        "\n*What it means:* a near earlier run with the same shape or end state means this behaviour is not new: "
+        "the network has been here before, possibly from another prompt or seed. *What it cannot say:* a small "
+        "diagram distance says the trajectories have similar topology, not similar content; \"nearest\" is "
+        "relative to what the store holds, and with few stored runs every run looks new.")
+    return lines

@@ -1,0 +1,116 @@
+"""The frozen records the store hands out; ORM rows (:mod:`tracer_pipeline.store.schema`) stay
+inside the store.
+
+``StoreComparison`` and ``AttractorData`` are computed by :mod:`tracer_pipeline.reporting.compare`
+but persisted and read back here, so they live with the store: reporting depends on the store,
+never the other way round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from tracer_pipeline.errors import StoreError
+from tracer_pipeline.models.base import Output, png_to_image
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as stored, with what the experiments naming it ask of it."""
+
+    run_id: str
+    network: tuple[str, ...]
+    prompt: str | None
+    initial_image: bytes | None
+    seed: int
+    status: str
+    stop_reason: str | None
+    error: str | None
+    max_length: int  # the largest any experiment asks for
+    embedding_models: tuple[str, ...]  # the union of what the experiments ask for
+    stop_when_stuck: bool  # False when any experiment asks to continue
+    max_homology_dim: int
+    experiments: tuple[str, ...]
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    created_at: datetime | None = None
+
+    @property
+    def initial_input(self) -> Output:
+        """The prompt, or the initial image: the input of invocation 0."""
+        if self.prompt is not None:
+            return self.prompt
+        if self.initial_image is None:
+            raise StoreError(f"run {self.run_id} has neither a prompt nor an initial image")
+        return png_to_image(self.initial_image)
+
+
+@dataclass(frozen=True)
+class InvocationRecord:
+    id: int
+    run_id: str
+    sequence_number: int
+    model: str
+    model_version: str
+    input_invocation_id: int | None
+    seed: int
+    output_type: str | None
+    output_text: str | None
+    output_image: bytes | None
+    output_sha256: str | None
+    error: str | None
+    started_at: datetime
+    completed_at: datetime
+
+    @property
+    def output(self) -> Output:
+        if self.output_type == "text":
+            return self.output_text or ""
+        if self.output_type == "image" and self.output_image is not None:
+            return png_to_image(self.output_image)
+        raise StoreError(f"invocation {self.run_id}#{self.sequence_number} has no output ({self.error})")
+
+
+@dataclass(frozen=True)
+class DiagramRecord:
+    run_id: str
+    embedding_model: str
+    subset: str
+    params: dict
+    params_hash: str
+    n_points: int
+    input_sha256: str
+    points: dict[int, np.ndarray]  # dim -> (k, 2) array, death = inf for the infinite H0 bar
+    summary: dict
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class AttractorData:
+    """A recurring end state: the runs whose end states cluster together, and the medoid run."""
+
+    modality: str  # the modality of the end states clustered ("text" or "image")
+    run_ids: tuple[str, ...]
+    medoid_run_id: str
+    mean_distance_to_medoid: float
+
+
+@dataclass(frozen=True)
+class StoreComparison:
+    """Comparisons across every run in the store for one embedding model (the "has it done this
+    before?" question): all-pairs persistence-diagram distances and recurring end states.
+
+    ``matrices[(homology_dim, metric)]`` is the (n, n) distance matrix between the runs in
+    ``run_ids`` order; ``diagram_hashes`` identify the diagrams each row was computed from, so a
+    later comparison can reuse the rows of runs whose diagrams did not change.
+    """
+
+    embedding_model: str
+    run_ids: tuple[str, ...]
+    diagram_hashes: tuple[str, ...]
+    matrices: dict[tuple[int, str], np.ndarray]
+    attractors: tuple[AttractorData, ...]
+    attractor_threshold: float
