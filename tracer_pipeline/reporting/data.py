@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from tracer_pipeline.config import network_label
+from tracer_pipeline.status import RunStatus
+
 
 @dataclass(frozen=True)
 class RunData:
@@ -20,7 +23,7 @@ class RunData:
     network: tuple[str, ...]
     prompt: str | None  # None for runs started from an image
     seed: int
-    status: str  # complete | stuck | failed | running | pending
+    status: RunStatus
     stop_reason: str | None
     order: int  # registration order in the store: lower is earlier
     output_types: tuple[str, ...]  # "text" | "image", one per stored invocation, in sequence order
@@ -37,7 +40,7 @@ class RunData:
 
     @property
     def network_name(self) -> str:
-        return " → ".join(self.network)
+        return network_label(self.network)
 
 
 @dataclass(frozen=True)

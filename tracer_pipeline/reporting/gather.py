@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from tracer_pipeline.config import network_label
 from tracer_pipeline.models.base import ModelKind
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.reporting.data import ExperimentData, RunData
+from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store import RunRecord, TraceStore
 
 CONTACT_IMAGES = 8
@@ -16,7 +18,7 @@ def factors(run: RunRecord) -> dict[str, str]:
     return {
         "t2i_model": "+".join(m for m in run.network if kinds[m] is ModelKind.TEXT_TO_IMAGE),
         "i2t_model": "+".join(m for m in run.network if kinds[m] is ModelKind.IMAGE_TO_TEXT),
-        "network": " → ".join(run.network),
+        "network": network_label(run.network),
         "prompt": run.prompt if run.prompt is not None else "(initial image)",
         "seed": str(run.seed),
     }
@@ -33,7 +35,7 @@ def run_data(store: TraceStore, run: RunRecord, embedding_model: str, order: int
     step = max(1, len(image_invocations) // CONTACT_IMAGES)
     return RunData(
         run_id=run.run_id, network=run.network, prompt=run.prompt, seed=run.seed, status=run.status,
-        stop_reason=run.stop_reason if run.status != "failed" else run.error, order=order,
+        stop_reason=run.stop_reason if run.status != RunStatus.FAILED else run.error, order=order,
         output_types=tuple(i.output_type for i in invocations),
         output_hashes=tuple(i.output_sha256 for i in invocations),
         trajectory=vectors, trajectory_seqs=tuple(seqs),

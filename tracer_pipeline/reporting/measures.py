@@ -16,6 +16,7 @@ from tracer_pipeline.analysis.divergence import DivergenceFit, fit_divergence_ra
 from tracer_pipeline.analysis.drift import drift_from_reference, step_distances
 from tracer_pipeline.analysis.stuck import PeriodicOrbit, find_periodic_orbit, semantic_stuck_start
 from tracer_pipeline.reporting.data import RunData
+from tracer_pipeline.status import RunStatus
 from tracer_pipeline.tda.persistence import diagram_summary
 
 # Semantic stuckness: each output at least this cosine-similar to the previous output of the same
@@ -66,7 +67,7 @@ def exact_orbit(run: RunData) -> PeriodicOrbit | None:
     length = len(run.network)
     orbit = find_periodic_orbit(run.output_hashes, length)
     count = len(run.output_hashes)
-    if orbit is None and run.status == "stuck" and count:
+    if orbit is None and run.status == RunStatus.STUCK and count:
         orbit = PeriodicOrbit(start=0, period=count, network_cycles=max(1, count // length), detected_at=count - 1)
     return orbit
 
@@ -211,7 +212,7 @@ def divergence_groups(measures: Sequence[RunMeasures], kind: str) -> list[Diverg
     shared_factor = {"seed": "prompt", "prompt": "seed"}[kind]
     groups: dict[tuple[str, str], list[RunMeasures]] = {}
     for m in measures:
-        if m.run.status != "failed" and trajectory_rows(m.run).shape[0]:
+        if m.run.status != RunStatus.FAILED and trajectory_rows(m.run).shape[0]:
             groups.setdefault((m.run.network_name, factor_level(m.run, shared_factor) or ""), []).append(m)
     result = []
     for (network, shared), group in groups.items():

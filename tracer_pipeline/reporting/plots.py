@@ -23,6 +23,7 @@ from PIL import Image
 from tracer_pipeline.analysis.stuck import recurrence_matrix
 from tracer_pipeline.reporting.data import RunData
 from tracer_pipeline.reporting.measures import DivergenceGroup, RunMeasures, factor_level, trajectory_rows
+from tracer_pipeline.status import RunStatus
 
 DPI = 100
 WIDTH = 7.0  # inches: 700 px at DPI
@@ -220,7 +221,7 @@ def stuck_timeline_figure(measures: Sequence[RunMeasures]) -> bytes:
             if m.orbit is not None:
                 axes.plot([m.orbit.start, end], [row - 0.2, row - 0.2], **EXACT_STYLE)
                 axes.scatter([m.orbit.detected_at], [row - 0.2], marker="x", color="black", s=12, zorder=3)
-            if m.run.status == "failed":
+            if m.run.status == RunStatus.FAILED:
                 axes.scatter([end], [row], marker="|", color="black", s=30)
         axes.set_yticks(range(len(shown)), [f"{_short(m.run.run_id)} s{m.run.seed}" for m in shown], fontsize=5)
         axes.invert_yaxis()

@@ -15,6 +15,7 @@ import numpy as np
 
 from tracer_pipeline.errors import StoreError
 from tracer_pipeline.models.base import Output, png_to_image
+from tracer_pipeline.status import RunStatus
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class RunRecord:
     prompt: str | None
     initial_image: bytes | None
     seed: int
-    status: str
+    status: RunStatus
     stop_reason: str | None
     error: str | None
     max_length: int  # the largest any experiment asks for

@@ -206,7 +206,7 @@ class TraceStore:
             embedders += [m for m in link.embedding_models if m not in embedders]
         return RunRecord(
             run_id=row.run_id, network=tuple(row.network), prompt=row.prompt,
-            initial_image=row.initial_image, seed=row.seed, status=row.status,
+            initial_image=row.initial_image, seed=row.seed, status=RunStatus(row.status),
             stop_reason=row.stop_reason, error=row.error,
             max_length=max((link.max_length for link, _ in links), default=0),
             embedding_models=tuple(embedders),

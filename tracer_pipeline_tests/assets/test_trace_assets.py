@@ -80,3 +80,15 @@ def test_an_unregistered_partition_is_a_clear_failure(instance, resources):
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "is not in the trace store" in failure.step_failure_data.user_failure_data.description
+
+
+def test_the_diagrams_metadata_shows_each_diagrams_entropy(instance, resources):
+    store = resources["store"].get_store()
+    registration = register_experiment(store, instance, parse_experiment(CONFIG, "x"))
+    result = materialize(instance, resources, registration.run_ids)
+    rows = [r.data for r in metadata(result, "persistence_diagrams")["diagrams"].records]
+    stored = {(d.run_id, d.embedding_model, d.subset): d.summary for d in store.diagrams(registration.run_ids)}
+    for row in rows:
+        summary = stored[(row["run_id"], row["embedding_model"], row["subset"])]
+        assert row["H0_entropy"] == round(summary["H0"]["entropy"], 4)
+    assert any(row["H0_entropy"] > 0 for row in rows)  # 10 distinct points: H0 has finite bars of different lengths

@@ -1,8 +1,8 @@
 import dagster as dg
 
 from tracer_pipeline.defs.assets.embeddings import embeddings
+from tracer_pipeline.defs.assets.per_run import per_run_asset
 from tracer_pipeline.defs.metadata import combined_version, problem_list, table
-from tracer_pipeline.defs.partitions import runs_partitions
 from tracer_pipeline.defs.resources import TraceStoreResource
 from tracer_pipeline.tracing.checks import diagram_problems
 from tracer_pipeline.tracing.diagrams import compute_diagrams
@@ -10,18 +10,7 @@ from tracer_pipeline.tracing.diagrams import compute_diagrams
 VALID_CHECK = "diagrams_valid"
 
 
-@dg.asset(
-    partitions_def=runs_partitions,
-    deps=[embeddings],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    code_version="1",
-    group_name="trace",
-    kinds={"sqlite"},
-    check_specs=[dg.AssetCheckSpec(
-        VALID_CHECK, asset="persistence_diagrams",
-        description="Every bar has birth ≤ death; deaths are finite except exactly one H0 bar per "
-                    "non-empty trajectory.")],
-)
+@per_run_asset(deps=[embeddings], check=(VALID_CHECK, diagram_problems))
 def persistence_diagrams(context: dg.AssetExecutionContext, store: TraceStoreResource):
     """Vietoris–Rips persistence diagrams (H0 and H1 by default) of each run's trajectory per
     embedding model: the whole trajectory and, where both modalities exist, its text-only and

@@ -3,8 +3,8 @@ import time
 import dagster as dg
 
 from tracer_pipeline.defs.assets.invocations import invocations
+from tracer_pipeline.defs.assets.per_run import per_run_asset
 from tracer_pipeline.defs.metadata import combined_version, problem_list, table
-from tracer_pipeline.defs.partitions import runs_partitions
 from tracer_pipeline.defs.resources import ModelPoolResource, TraceStoreResource
 from tracer_pipeline.tracing.checks import embedding_problems
 from tracer_pipeline.tracing.embeddings import embed_runs
@@ -12,19 +12,7 @@ from tracer_pipeline.tracing.embeddings import embed_runs
 VALID_CHECK = "embeddings_finite_unit_norm_right_dimension"
 
 
-@dg.asset(
-    partitions_def=runs_partitions,
-    deps=[invocations],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    code_version="1",
-    group_name="trace",
-    pool="gpu",
-    kinds={"pytorch", "sqlite"},
-    check_specs=[dg.AssetCheckSpec(
-        VALID_CHECK, asset="embeddings",
-        description="Every stored output has an embedding from each embedding model that can embed it; "
-                    "vectors are finite, of the model's dimension and of unit norm.")],
-)
+@per_run_asset(deps=[invocations], runs_models=True, check=(VALID_CHECK, embedding_problems))
 def embeddings(context: dg.AssetExecutionContext, store: TraceStoreResource, models: ModelPoolResource):
     """Every stored output embedded by every embedding model the run's experiments ask for
     (text by text-capable models, images by image-capable ones). Skips what is stored; replaces

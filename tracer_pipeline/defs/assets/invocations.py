@@ -2,9 +2,9 @@ import time
 
 import dagster as dg
 
+from tracer_pipeline.defs.assets.per_run import per_run_asset
 from tracer_pipeline.defs.assets.runs import runs
 from tracer_pipeline.defs.metadata import combined_version, problem_list, table, trajectory_preview
-from tracer_pipeline.defs.partitions import runs_partitions
 from tracer_pipeline.defs.resources import ModelPoolResource, TraceStoreResource
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.tracing.checks import invocation_problems
@@ -13,19 +13,7 @@ from tracer_pipeline.tracing.invocations import run_invocations
 COMPLETE_CHECK = "every_invocation_present_in_order"
 
 
-@dg.asset(
-    partitions_def=runs_partitions,
-    deps=[runs],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    code_version="1",
-    group_name="trace",
-    pool="gpu",
-    kinds={"pytorch", "sqlite"},
-    check_specs=[dg.AssetCheckSpec(
-        COMPLETE_CHECK, asset="invocations",
-        description="Every invocation of the run is stored, numbered 0..n-1 without gaps, each made by the "
-                    "network's model for its position, and the run did not fail.")],
-)
+@per_run_asset(deps=[runs], runs_models=True, check=(COMPLETE_CHECK, invocation_problems))
 def invocations(
     context: dg.AssetExecutionContext, store: TraceStoreResource, models: ModelPoolResource
 ):

@@ -1,19 +1,13 @@
 import dagster as dg
 
 from tracer_pipeline.config import canonical_json, network_label, sha256_hex
+from tracer_pipeline.defs.assets.per_run import per_run_asset
 from tracer_pipeline.defs.metadata import combined_version, table
-from tracer_pipeline.defs.partitions import runs_partitions
 from tracer_pipeline.defs.resources import TraceStoreResource
 from tracer_pipeline.errors import RunNotRegisteredError, StoreError
 
 
-@dg.asset(
-    partitions_def=runs_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    code_version="1",
-    group_name="trace",
-    kinds={"sqlite"},
-)
+@per_run_asset()
 def runs(context: dg.AssetExecutionContext, store: TraceStoreResource) -> dg.MaterializeResult:
     """A run's specification (network, prompt or initial image, seed) and the experiments that
     name it, as registered in the trace store. The partition key is the run id: the hash of the

@@ -11,6 +11,7 @@ import numpy as np
 from tracer_pipeline.reporting.data import ExperimentData, Report
 from tracer_pipeline.reporting.measures import RunMeasures, factor_level, trajectory_rows
 from tracer_pipeline.reporting.sections.format import Row, plural, short_id
+from tracer_pipeline.status import RunStatus
 
 
 def _run_rows(measures: Sequence[RunMeasures]) -> list[Row]:
@@ -65,7 +66,7 @@ def section(report: Report, data: ExperimentData, measures: Sequence[RunMeasures
         lines += ["", f"{plural(len(short), 'run')} ha{'s' if len(short) == 1 else 've'} fewer than 3 embedded "
                   f"outputs ({', '.join(short_id(m.run.run_id) for m in short[:8])}{'…' if len(short) > 8 else ''}): "
                   "they add little to any curve below."]
-    failed = [m for m in measures if m.run.status == "failed"]
+    failed = [m for m in measures if m.run.status == RunStatus.FAILED]
     if failed:
         lines += ["", f"{plural(len(failed), 'run')} failed; their stored outputs are used where a measure needs "
                   "one run only, and left out of the group comparisons (divergence, collapse)."]

@@ -28,6 +28,7 @@ from tracer_pipeline.reporting.sections.format import (
     plural,
     short_id,
 )
+from tracer_pipeline.status import RunStatus
 
 # A network's diversity has collapsed once the mean distance between its runs falls to this
 # fraction of its peak.
@@ -59,7 +60,7 @@ def _collapse_rows(measures: Sequence[RunMeasures]) -> list[Row]:
     fewer than two runs or two common steps is marked too few."""
     rows: list[Row] = []
     for network in sorted({m.run.network_name for m in measures}):
-        group = [m for m in measures if m.run.network_name == network and m.run.status != "failed"
+        group = [m for m in measures if m.run.network_name == network and m.run.status != RunStatus.FAILED
                  and trajectory_rows(m.run).shape[0]]
         steps, trajectories = aligned_trajectories(group) if len(group) >= 2 else (np.zeros(0), [])
         if steps.size < 2:
@@ -94,7 +95,7 @@ def section(report: Report, measures: Sequence[RunMeasures]) -> list[str]:
     exact = [m for m in measures if m.orbit is not None]
     semantic = [m for m in measures if m.semantic_start is not None]
     fixed = sum(m.orbit.network_cycles == 1 for m in exact if m.orbit)
-    stopped = sum(m.run.status == "stuck" for m in measures)
+    stopped = sum(m.run.status == RunStatus.STUCK for m in measures)
     lines.append(
         f"**Exactly stuck:** **{len(exact)} of {n}** runs entered a periodic orbit — {fixed} a fixed point of the "
         f"network, {len(exact) - fixed} a longer cycle — from a median step "
