@@ -28,7 +28,6 @@ Environment variables (all optional):
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,11 +133,16 @@ class Settings:
         return sceneworld_dir(self.data_dir, seed)
 
     def ensure_dagster_home(self) -> Path:
-        """Create the Dagster instance folder with this project's dagster.yaml, if missing.
+        """Create the Dagster instance folder with this project's dagster.yaml, if missing, its
+        storage paths made absolute.
 
         A dagster.yaml already there (a user's own) is left alone.
         """
         self.dagster_home.mkdir(parents=True, exist_ok=True)
-        if not (self.dagster_home / "dagster.yaml").exists():
-            shutil.copyfile(DAGSTER_YAML, self.dagster_home / "dagster.yaml")
+        target = self.dagster_home / "dagster.yaml"
+        if not target.exists():
+            text = DAGSTER_YAML.read_text().replace("${DAGSTER_HOME}", str(self.dagster_home))
+            partial = target.with_suffix(".yaml.partial")
+            partial.write_text(text)
+            partial.replace(target)  # atomic: a concurrent reader never sees half a file
         return self.dagster_home

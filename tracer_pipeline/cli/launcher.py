@@ -15,6 +15,7 @@ from tracer_pipeline.config import Experiment
 from tracer_pipeline.defs import build_defs
 from tracer_pipeline.defs.partitions import experiments_partitions, range_tags, runs_partitions
 from tracer_pipeline.defs.registration import Registration, contiguous_ranges, register_experiment
+from tracer_pipeline.defs.storage import DAGSTER_ENVIRONMENT
 from tracer_pipeline.settings import Settings
 from tracer_pipeline.store import TraceStore
 
@@ -49,6 +50,8 @@ class Launcher:
     """Dagster runs of this project's code location, executed in this process on its instance."""
 
     def __init__(self, settings: Settings, verbose: bool = False):
+        for name, value in DAGSTER_ENVIRONMENT.items():  # Dagster's own knobs, read where events are written
+            os.environ.setdefault(name, value)
         self.settings = settings
         self.instance = dg.DagsterInstance.from_config(str(settings.ensure_dagster_home()))
         self.defs = build_defs(settings)

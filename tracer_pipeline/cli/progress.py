@@ -1,52 +1,51 @@
-"""Progress bars for a running experiment, fed from the trace store (the source of truth)."""
+"""Progress bars for a running experiment: where it starts from the store, then the engine's own
+reports (nothing is polled from the store while the work runs)."""
 
 from __future__ import annotations
 
 import sys
-import threading
 
 from tracer_pipeline.store import TraceStore
-from tracer_pipeline.tracing.progress import progress_counts
+from tracer_pipeline.tracing import progress
+from tracer_pipeline.tracing.progress import embeddable_share, progress_counts
 
-POLL_SECONDS = 0.5
+BAR_FORMAT = "{desc:<12}{bar:30} {n_fmt}/{total_fmt} [{elapsed}<{remaining}]"
 
 
 class ProgressBars:
-    """One bar each for runs, invocations, embeddings and diagrams, refreshed in a thread."""
+    """One bar each for runs, invocations, embeddings and diagrams."""
 
     def __init__(self, store: TraceStore, run_ids: list[str]):
         from tqdm import tqdm
 
-        self.store, self.run_ids = store, run_ids
-        counts = progress_counts(store, run_ids)
-        self._stop = threading.Event()
-        bar = "{desc:<12}{bar:30} {n_fmt}/{total_fmt} [{elapsed}<{remaining}]"
         quiet = not sys.stderr.isatty()  # bars redrawn into a log file are noise; the summary says it all
-        self.bars = {name: tqdm(total=total or 0, desc=name, bar_format=bar, leave=True, disable=quiet)
-                     for name, (_, total) in counts.items()}
-        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._share = {r.run_id: embeddable_share(r) for r in store.get_runs(run_ids)}
+        counts = progress_counts(store, run_ids)
+        self.bars = {name: tqdm(total=counts[name][1], initial=counts[name][0], desc=name, bar_format=BAR_FORMAT,
+                                leave=True, disable=quiet)
+                     for name in ("runs", "invocations", "embeddings", "diagrams")}
+        self._listening = progress.listening(self)
 
     def __enter__(self) -> ProgressBars:
-        self._thread.start()
+        self._listening.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.update()
+        self._listening.__exit__(*exc)
         for bar in self.bars.values():
             bar.close()
 
-    def _poll(self) -> None:
-        while not self._stop.wait(POLL_SECONDS):
-            try:
-                self.update()
-            except Exception:  # a busy database at one poll is no reason to stop the run
-                continue
+    def advance(self, what: str, amount: int, run_id: str | None) -> None:
+        if what == "shortfall":  # a run stopped early: its remaining work will not come
+            self._shrink("invocations", amount)
+            self._shrink("embeddings", round(amount * self._share.get(run_id, 0.0)))
+            return
+        bar = self.bars[what]
+        bar.update(amount)
+        if bar.total is not None and bar.n > bar.total:
+            bar.total = bar.n
 
-    def update(self) -> None:
-        for name, (n, total) in progress_counts(self.store, self.run_ids).items():
-            bar = self.bars[name]
-            bar.total = max(total, n) if total is not None else max(bar.total, n)
-            bar.n = n
-            bar.refresh()
+    def _shrink(self, name: str, amount: int) -> None:
+        bar = self.bars[name]
+        bar.total = max(bar.n, (bar.total or 0) - amount)
+        bar.refresh()

@@ -24,6 +24,8 @@ def ui(obj: Context, port: int, host: str) -> None:
     Example:
       trajectory-tracer ui --port 3000    # then open http://127.0.0.1:3000
     """
+    from tracer_pipeline.defs.storage import DAGSTER_ENVIRONMENT
+
     home = obj.settings.ensure_dagster_home()
     workspace = PACKAGE_DIR.parent / "workspace.yaml"
     click.echo(f"DAGSTER_HOME={home}")
@@ -35,7 +37,7 @@ def ui(obj: Context, port: int, host: str) -> None:
     # is not the instance in use (the settings' paths are absolute already).
     os.chdir(home)
     os.execve(dagster, [dagster, "dev", "-w", str(workspace), "-h", host, "-p", str(port)],
-              {**os.environ, **obj.settings.environment()})
+              {**DAGSTER_ENVIRONMENT, **os.environ, **obj.settings.environment()})
 
 
 @click.command("dagster-home")

@@ -1,6 +1,8 @@
-"""Small previews for asset metadata: tables and Markdown with embedded thumbnails.
+"""Asset metadata and check results, one run partition at a time.
 
-Metadata lives in Dagster's event log, so images are kept tiny (48 px) and few.
+Metadata lives in Dagster's event log, once per partition: every partition's metadata is its own
+run's, of a size that does not grow with the number of runs in a Dagster run (images tiny, 48 px,
+and few).
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ import base64
 import hashlib
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
+from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
 from PIL import Image
 
-from tracer_pipeline.store import InvocationRecord
+from tracer_pipeline.config import network_label
+from tracer_pipeline.store import InvocationRecord, RunRecord
 
 THUMBNAIL_PX = 48
 PREVIEW_INVOCATIONS = 10
@@ -28,19 +32,29 @@ def thumbnail_markdown(image: Image.Image, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
 
 
-def trajectory_preview(run_id: str, start: str, invocations: Sequence[InvocationRecord]) -> str:
-    """A strip of the first invocations of a run: thumbnails and captions, in order."""
+def trajectory_preview(start: str, invocations: Sequence[InvocationRecord], total: int) -> str:
+    """A strip of the first invocations of a run (of ``total``): thumbnails and captions, in order."""
     cells = [f"**{html.escape(start[:80])}**"]
     for inv in invocations[:PREVIEW_INVOCATIONS]:
         if inv.error:
             cells.append(f"⚠ {html.escape(inv.error[:80])}")
         elif inv.output_type == "image":
-            cells.append(thumbnail_markdown(inv.output, f"{run_id}#{inv.sequence_number}"))
+            cells.append(thumbnail_markdown(inv.output, f"#{inv.sequence_number}"))
         else:
             cells.append(f"“{html.escape((inv.output_text or '')[:80])}”")
-    more = len(invocations) - PREVIEW_INVOCATIONS
+    more = total - min(len(invocations), PREVIEW_INVOCATIONS)
     tail = f" → … ({more} more)" if more > 0 else ""
-    return f"Run `{run_id}`: " + " → ".join(cells) + tail
+    return " → ".join(cells) + tail
+
+
+def run_header(run: RunRecord) -> dict[str, object]:
+    """What names a run in every asset's partition metadata: its id, network, start and seed,
+    and where it stands."""
+    return {
+        "run_id": run.run_id, "network": network_label(run.network),
+        "prompt": run.prompt if run.prompt is not None else "(initial image)", "seed": run.seed,
+        "status": str(run.status), "stop_reason": run.stop_reason or run.error or "",
+    }
 
 
 def table(rows: Sequence[dict], descriptions: dict[str, str] | None = None) -> dg.MetadataValue:
@@ -58,6 +72,46 @@ def table(rows: Sequence[dict], descriptions: dict[str, str] | None = None) -> d
                  for r in rows],
         schema=dg.TableSchema(columns=columns),
     )
+
+
+def record_partitions(context: dg.AssetExecutionContext, metadata: dict[str, dict]) -> None:
+    """Attach each partition's own metadata (run id → metadata) to its materialization.
+
+    What ``context.add_asset_metadata(values, partition_key=...)`` does, for all partitions at
+    once: that call reads every dynamic partition to validate its key, which made a Dagster run
+    over N partitions cost O(N²) (minutes at 1,000 runs). The keys are validated here once.
+    """
+    targeted = set(context.partition_keys)
+    unknown = sorted(set(metadata) - targeted)
+    if unknown:
+        raise dg.DagsterInvariantViolationError(f"metadata for partitions not in this run: {unknown[:5]}")
+    step = context.op_execution_context._step_execution_context  # noqa: SLF001
+    accumulator = step._metadata_accumulator  # noqa: SLF001
+    key = context.assets_def.key
+    merged = dict(accumulator.per_output_metadata)
+    for run_id, values in metadata.items():
+        handle = AssetMetadataHandle(asset_key=key, partition_key=run_id)
+        merged[handle] = {**merged.get(handle, {}), **values}
+    step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=merged)  # noqa: SLF001
+
+
+def partition_checks(
+    context: dg.AssetExecutionContext, check_name: str, problems: dict[str, list[str]]
+) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
+    """One check result per run partition, each naming only that run's problems.
+
+    Dagster's ``AssetCheckResult`` has no partition, so the per-partition evaluations are
+    yielded as events, and the check's output is then filled without a result of its own.
+    """
+    asset_key = context.assets_def.key
+    for run_id, found in problems.items():
+        yield dg.AssetCheckEvaluation(
+            asset_key=asset_key, check_name=check_name, passed=not found, partition=run_id,
+            metadata={"run_id": run_id, "problems": problem_list(found)},
+        )
+    [output] = [name for name, spec in context.assets_def.check_specs_by_output_name.items()
+                if spec.name == check_name]
+    yield dg.Output(None, output_name=output)
 
 
 def problem_list(problems: Sequence[str], limit: int = 50) -> dg.MetadataValue:

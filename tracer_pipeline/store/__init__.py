@@ -5,9 +5,9 @@ from tracer_pipeline.store.records import (
     RunRecord,
     StoreComparison,
 )
-from tracer_pipeline.store.store import TraceStore, bytes_to_vector, vector_to_bytes
+from tracer_pipeline.store.store import NewInvocation, TraceStore, bytes_to_vector, vector_to_bytes
 
 __all__ = [
-    "AttractorData", "DiagramRecord", "InvocationRecord", "RunRecord", "StoreComparison", "TraceStore",
+    "AttractorData", "DiagramRecord", "InvocationRecord", "NewInvocation", "RunRecord", "StoreComparison", "TraceStore",
     "bytes_to_vector", "vector_to_bytes",
 ]

@@ -13,12 +13,13 @@ import hashlib
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -62,6 +63,38 @@ def _invocation(row: InvocationRow) -> InvocationRecord:
         row.input_invocation_id, row.seed, row.output_type, row.output_text, row.output_image,
         row.output_sha256, row.error, row.started_at, row.completed_at,
     )
+
+
+@dataclass(frozen=True)
+class NewInvocation:
+    """An invocation to store: its output, or the model's failure on its input."""
+
+    run_id: str
+    sequence_number: int
+    model: str
+    model_version: str
+    input_invocation_id: int | None
+    seed: int
+    output: Output | ModelFailure
+    started_at: datetime
+    completed_at: datetime
+
+
+def _invocation_values(inv: NewInvocation) -> dict:
+    values: dict = dict(
+        run_id=inv.run_id, sequence_number=inv.sequence_number, model=inv.model,
+        model_version=inv.model_version, input_invocation_id=inv.input_invocation_id, seed=inv.seed,
+        started_at=inv.started_at, completed_at=inv.completed_at, error=None, output_type=None,
+        output_text=None, output_image=None, output_sha256=None,
+    )
+    if isinstance(inv.output, ModelFailure):
+        values["error"] = str(inv.output)
+    elif isinstance(inv.output, str):
+        values.update(output_type="text", output_text=inv.output, output_sha256=output_digest(inv.output))
+    else:
+        values.update(output_type="image", output_image=image_to_png(inv.output),
+                      output_sha256=output_digest(inv.output))
+    return values
 
 
 def vector_to_bytes(vector: np.ndarray) -> bytes:
@@ -216,6 +249,11 @@ class TraceStore:
             started_at=row.started_at, completed_at=row.completed_at, created_at=row.created_at,
         )
 
+    def run_specs(self, run_ids: Sequence[str]) -> dict[str, dict]:
+        """The canonical specifications of these runs (unknown ids are left out)."""
+        with self.session() as s:
+            return dict(s.execute(select(RunRow.run_id, RunRow.spec).where(RunRow.run_id.in_(list(run_ids)))).all())
+
     def run_spec(self, run_id: str) -> dict:
         """The canonical specification a run's id is the hash of."""
         with self.session() as s:
@@ -225,15 +263,23 @@ class TraceStore:
         return spec
 
     def set_run_status(
-        self, run_id: str, status: str, stop_reason: str | None = None, error: str | None = None
+        self, run_id: str, status: RunStatus, stop_reason: str | None = None, error: str | None = None
     ) -> None:
-        values: dict = {"status": status, "stop_reason": stop_reason, "error": error, "updated_at": utcnow()}
-        if status == RunStatus.RUNNING:
-            values["started_at"] = utcnow()
-        elif RunStatus(status).finished:
-            values["completed_at"] = utcnow()
+        self.set_run_statuses([(run_id, status, stop_reason, error)])
+
+    def set_run_statuses(self, updates: Sequence[tuple[str, RunStatus, str | None, str | None]]) -> None:
+        """(run id, status, stop reason, error) for several runs, in one transaction."""
+        if not updates:
+            return
+        now = utcnow()
         with self.session() as s:
-            s.execute(update(RunRow).where(RunRow.run_id == run_id).values(**values))
+            for run_id, status, stop_reason, error in updates:
+                values: dict = {"status": status, "stop_reason": stop_reason, "error": error, "updated_at": now}
+                if status == RunStatus.RUNNING:
+                    values["started_at"] = now
+                elif RunStatus(status).finished:
+                    values["completed_at"] = now
+                s.execute(update(RunRow).where(RunRow.run_id == run_id).values(**values))
 
     def experiment_names(self) -> list[str]:
         with self.session() as s:
@@ -273,13 +319,27 @@ class TraceStore:
 
     # invocations ------------------------------------------------------------------------
 
-    def invocations(self, run_id: str) -> list[InvocationRecord]:
+    def invocations(self, run_id: str, limit: int | None = None) -> list[InvocationRecord]:
+        """A run's invocations in order (the first ``limit`` of them, when given)."""
         with self.session() as s:
             rows = s.scalars(
                 select(InvocationRow).where(InvocationRow.run_id == run_id)
-                .order_by(InvocationRow.sequence_number)
+                .order_by(InvocationRow.sequence_number).limit(limit)
             )
             return [_invocation(r) for r in rows]
+
+    def invocation_outlines(self, run_ids: Sequence[str]) -> dict[str, list[tuple[int, str, str | None, bool]]]:
+        """Per run, (sequence number, model, output type, failed) of each invocation in order,
+        without the outputs: what the checks need, in one query."""
+        outlines: dict[str, list[tuple[int, str, str | None, bool]]] = {r: [] for r in run_ids}
+        with self.session() as s:
+            for run_id, seq, model, output_type, error in s.execute(
+                select(InvocationRow.run_id, InvocationRow.sequence_number, InvocationRow.model,
+                       InvocationRow.output_type, InvocationRow.error)
+                .where(InvocationRow.run_id.in_(list(run_ids)))
+                .order_by(InvocationRow.run_id, InvocationRow.sequence_number)):
+                outlines[run_id].append((seq, model, output_type, error is not None))
+        return outlines
 
     def add_invocation(
         self,
@@ -294,24 +354,24 @@ class TraceStore:
         completed_at: datetime,
     ) -> InvocationRecord:
         """Store one invocation in its own transaction; a second write of it keeps the first."""
-        values: dict = dict(
-            run_id=run_id, sequence_number=sequence_number, model=model,
-            model_version=model_version, input_invocation_id=input_invocation_id, seed=seed,
-            started_at=started_at, completed_at=completed_at,
-        )
-        if isinstance(output, ModelFailure):
-            values["error"] = str(output)
-        elif isinstance(output, str):
-            values.update(output_type="text", output_text=output, output_sha256=output_digest(output))
-        else:
-            values.update(output_type="image", output_image=image_to_png(output),
-                          output_sha256=output_digest(output))
+        [record] = self.add_invocations([NewInvocation(
+            run_id, sequence_number, model, model_version, input_invocation_id, seed, output,
+            started_at, completed_at)])
+        return record
+
+    def add_invocations(self, invocations: Sequence[NewInvocation]) -> list[InvocationRecord]:
+        """Store invocations (a lockstep round: at most one per run) in one transaction, in the
+        given order; one already stored is kept as it was."""
+        if not invocations:
+            return []
+        rows = [_invocation_values(inv) for inv in invocations]
+        keys = [(inv.run_id, inv.sequence_number) for inv in invocations]
         with self.session() as s:
-            s.execute(self._insert(InvocationRow).values(**values).on_conflict_do_nothing(
+            s.execute(self._insert(InvocationRow).values(rows).on_conflict_do_nothing(
                 index_elements=["run_id", "sequence_number"]))
-            row = s.scalar(select(InvocationRow).where(
-                InvocationRow.run_id == run_id, InvocationRow.sequence_number == sequence_number))
-            return _invocation(row)
+            stored = {(r.run_id, r.sequence_number): r for r in s.scalars(select(InvocationRow).where(
+                tuple_(InvocationRow.run_id, InvocationRow.sequence_number).in_(keys)))}
+            return [_invocation(stored[key]) for key in keys]
 
     def delete_invocations_from(self, run_id: str, sequence_number: int) -> int:
         """Delete a run's invocations from ``sequence_number`` on, with what was derived from them

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from tracer_pipeline.config import canonical_json, sha256_hex
 from tracer_pipeline.store import DiagramRecord, TraceStore
 from tracer_pipeline.tda.persistence import TDA_VERSION, diagram_summary, persistence_diagram
+from tracer_pipeline.tracing import progress
 
 
 @dataclass
@@ -62,4 +63,5 @@ def compute_diagrams(store: TraceStore, run_ids: list[str]) -> dict[str, Diagram
                     points=diagram, summary=diagram_summary(diagram), duration_s=duration,
                 ))
                 outcome.computed.append(label)
+                progress.report("diagrams", 1, run.run_id)
     return outcomes

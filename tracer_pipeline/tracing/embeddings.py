@@ -16,6 +16,7 @@ from tracer_pipeline.models.base import EmbeddingModel, ModelFailure, batch_then
 from tracer_pipeline.models.pool import ModelPool
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.store import InvocationRecord, RunRecord, TraceStore
+from tracer_pipeline.tracing import progress
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -93,6 +94,7 @@ def embed_runs(
                     continue
                 good[inv.id] = vector
             store.add_embeddings(spec.name, spec.version, good)
+            progress.report("embeddings", len(good))
             for inv in batch:
                 if inv.id in good:
                     outcomes[inv.run_id].computed += 1

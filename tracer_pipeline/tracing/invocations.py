@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from tracer_pipeline.errors import TracerError
 from tracer_pipeline.models.base import (
     GenerativeModel,
-    ModelFailure,
     Output,
     batch_then_items,
     output_digest,
@@ -26,8 +25,9 @@ from tracer_pipeline.models.base import (
 from tracer_pipeline.models.pool import ModelPool
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.status import RunStatus
-from tracer_pipeline.store import InvocationRecord, RunRecord, TraceStore
+from tracer_pipeline.store import InvocationRecord, NewInvocation, RunRecord, TraceStore
 from tracer_pipeline.store.schema import utcnow
+from tracer_pipeline.tracing import progress
 
 DEFAULT_BATCH_SIZE = 16
 
@@ -62,8 +62,7 @@ class RunOutcome:
 class _RunState:
     run: RunRecord
     next_seq: int
-    last_output: Output
-    last_id: int | None
+    last: InvocationRecord | None  # the latest stored invocation; None before the first
     seen: dict[tuple[int, str], int] = field(default_factory=dict)
     cycle: Cycle | None = None
 
@@ -71,12 +70,21 @@ class _RunState:
     def model(self) -> str:
         return self.run.network[self.next_seq % len(self.run.network)]
 
+    @property
+    def last_output(self) -> Output:
+        """The next invocation's input (decoded only when needed: a resumed run's earlier images
+        are never decoded)."""
+        return self.run.initial_input if self.last is None else self.last.output
+
+
+StatusUpdate = tuple[str, RunStatus, str | None, str | None]  # run id, status, stop reason, error
+
 
 def _position(seq: int, length: int) -> int:
     return seq % length
 
 
-def _prepare(store: TraceStore, run: RunRecord, outcome: RunOutcome) -> _RunState | None:
+def _prepare(store: TraceStore, run: RunRecord, outcome: RunOutcome, updates: list[StatusUpdate]) -> _RunState | None:
     """Check the stored prefix, drop what is stale or failed, and return where to resume
     (None when there is nothing left to do)."""
     stored = store.invocations(run.run_id)
@@ -91,19 +99,18 @@ def _prepare(store: TraceStore, run: RunRecord, outcome: RunOutcome) -> _RunStat
             stored = stored[: stored.index(inv)]
             break
     outcome.stored_before = len(stored)
-    initial = run.initial_input
-    state = _RunState(run, len(stored), initial, None)
-    state.seen[(_position(-1, length), output_digest(initial))] = -1
+    state = _RunState(run, len(stored), None)
+    state.seen[(_position(-1, length), output_digest(run.initial_input))] = -1
     for inv in stored:
         _record(state, inv)
         if state.cycle and run.stop_when_stuck:
             break
     if state.cycle and run.stop_when_stuck:
         outcome.status, outcome.stop_reason = RunStatus.STUCK, state.cycle.describe()
-        store.set_run_status(run.run_id, outcome.status, outcome.stop_reason)
+        updates.append((run.run_id, outcome.status, outcome.stop_reason, None))
         return None
     if state.next_seq >= run.max_length:
-        _finish(store, state, outcome)
+        _finish(state, outcome, updates)
         return None
     return state
 
@@ -117,22 +124,37 @@ def _record(state: _RunState, inv: InvocationRecord) -> None:
         state.cycle = Cycle(max(first, 0), inv.sequence_number - first, len(state.run.network))
     state.seen.setdefault(key, inv.sequence_number)
     state.next_seq = inv.sequence_number + 1
-    state.last_id = inv.id
-    state.last_output = inv.output
+    state.last = inv
 
 
-def _finish(store: TraceStore, state: _RunState, outcome: RunOutcome) -> None:
+def _finish(state: _RunState, outcome: RunOutcome, updates: list[StatusUpdate]) -> None:
     outcome.status = RunStatus.COMPLETE
     outcome.stop_reason = "max_length reached"
     if state.cycle:
         outcome.stop_reason += f" (entered a {state.cycle.describe()}; continued as asked)"
-    store.set_run_status(state.run.run_id, outcome.status, outcome.stop_reason)
-
-
-def _fail(store: TraceStore, state: _RunState, outcome: RunOutcome, error: str) -> None:
-    outcome.status, outcome.error = RunStatus.FAILED, error
-    store.set_run_status(state.run.run_id, RunStatus.FAILED, error=error)
+    updates.append((state.run.run_id, outcome.status, outcome.stop_reason, None))
     state.next_seq = -1
+
+
+def _fail(state: _RunState, outcome: RunOutcome, error: str, updates: list[StatusUpdate]) -> None:
+    outcome.status, outcome.error = RunStatus.FAILED, error
+    updates.append((state.run.run_id, RunStatus.FAILED, None, error))
+    state.next_seq = -1
+
+
+def _advance(state: _RunState, inv: InvocationRecord, outcome: RunOutcome, updates: list[StatusUpdate]) -> None:
+    """Take in a new invocation: stop the run when it failed, got stuck or reached its length."""
+    outcome.computed += 1
+    if inv.error is not None:
+        _fail(state, outcome, f"invocation {inv.sequence_number} ({inv.model}): {inv.error}", updates)
+        return
+    _record(state, inv)
+    if state.cycle and state.run.stop_when_stuck:
+        outcome.status, outcome.stop_reason = RunStatus.STUCK, state.cycle.describe()
+        updates.append((state.run.run_id, RunStatus.STUCK, outcome.stop_reason, None))
+        state.next_seq = -1
+    elif state.next_seq >= state.run.max_length:
+        _finish(state, outcome, updates)
 
 
 def run_invocations(
@@ -144,22 +166,26 @@ def run_invocations(
 ) -> dict[str, RunOutcome]:
     """Bring every run up to its target length (or until it is stuck or fails).
 
-    Each invocation is committed in its own transaction as soon as its batch returns, so a
-    crash loses at most each run's invocation in flight and a rerun resumes from what is stored.
+    Each lockstep round (at most one invocation per run) is committed in one transaction as soon
+    as its model calls return, so a crash loses at most each run's invocation in flight and a
+    rerun resumes from what is stored.
     """
     runs = store.get_runs(run_ids)
     missing = set(run_ids) - {r.run_id for r in runs}
     if missing:
         store.get_run(sorted(missing)[0])  # raises the clear "not registered" error
     outcomes = {run_id: RunOutcome(run_id) for run_id in run_ids}
+    updates: list[StatusUpdate] = []
     active: list[_RunState] = []
     for run in runs:
-        state = _prepare(store, run, outcomes[run.run_id])
+        state = _prepare(store, run, outcomes[run.run_id], updates)
         if state is not None:
-            store.set_run_status(run.run_id, RunStatus.RUNNING)
+            updates.append((run.run_id, RunStatus.RUNNING, None, None))
             active.append(state)
+    store.set_run_statuses(updates)
 
     while active:
+        updates = []
         by_model: dict[str, list[_RunState]] = {}
         for state in active:
             by_model.setdefault(state.model, []).append(state)
@@ -170,33 +196,33 @@ def run_invocations(
                 model = pool.get(model_name)
             except TracerError as exc:  # e.g. weights absent: every run needing it fails
                 for state in group:
-                    _fail(store, state, outcomes[state.run.run_id], f"{spec.name}: {exc}")
+                    _fail(state, outcomes[state.run.run_id], f"{spec.name}: {exc}", updates)
                 continue
             assert isinstance(model, GenerativeModel)
+            new: list[NewInvocation] = []
             for start in range(0, len(group), batch_size):
                 batch = group[start : start + batch_size]
                 started = utcnow()
                 outputs = batch_then_items(model.generate, [s.last_output for s in batch], [s.run.seed for s in batch])
                 completed = utcnow()
-                for state, output in zip(batch, outputs, strict=True):
-                    inv = store.add_invocation(
-                        state.run.run_id, state.next_seq, spec.name, spec.version, state.last_id,
-                        state.run.seed, output, started, completed,
-                    )
-                    if on_invocation:
-                        on_invocation(inv)
-                    outcome = outcomes[state.run.run_id]
-                    outcome.computed += 1
-                    if isinstance(output, ModelFailure):
-                        _fail(store, state, outcome, f"invocation {state.next_seq} ({spec.name}): {output}")
-                        continue
-                    _record(state, inv)
-                    if state.cycle and state.run.stop_when_stuck:
-                        outcome.status, outcome.stop_reason = RunStatus.STUCK, state.cycle.describe()
-                        store.set_run_status(state.run.run_id, RunStatus.STUCK, outcome.stop_reason)
-                        state.next_seq = -1
-                    elif state.next_seq >= state.run.max_length:
-                        _finish(store, state, outcome)
-                        state.next_seq = -1
+                new += [NewInvocation(s.run.run_id, s.next_seq, spec.name, spec.version, s.last and s.last.id,
+                                      s.run.seed, output, started, completed)
+                        for s, output in zip(batch, outputs, strict=True)]
+            for state, inv in zip(group, store.add_invocations(new), strict=True):
+                if on_invocation:
+                    on_invocation(inv)
+                _advance(state, inv, outcomes[state.run.run_id], updates)
+            progress.report("invocations", len(new))
+        store.set_run_statuses(updates)
+        for state in active:
+            if state.next_seq < 0:
+                _report_finished(state, outcomes[state.run.run_id])
         active = [s for s in active if s.next_seq >= 0]
     return outcomes
+
+
+def _report_finished(state: _RunState, outcome: RunOutcome) -> None:
+    progress.report("runs", 1, state.run.run_id)
+    stored = state.last.sequence_number + 1 if state.last else 0
+    if outcome.status != RunStatus.COMPLETE and stored < state.run.max_length:
+        progress.report("shortfall", state.run.max_length - stored, state.run.run_id)

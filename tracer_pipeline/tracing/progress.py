@@ -1,10 +1,14 @@
-"""How far runs have come, from what is stored: the counts behind the CLI's progress bars and
-``status`` (elapsed time, rate and time left). Plain functions over the store."""
+"""How far runs have come: counts from what is stored (where a run starts, and ``status``'s
+elapsed time, rate and time left), and the engine's own reports of what it just stored, which
+keep a progress display current without querying the store while work runs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.status import RunStatus
@@ -23,19 +27,20 @@ def progress_counts(store: TraceStore, run_ids: list[str]) -> dict[str, tuple[in
     """(done, expected total) of runs, invocations, embeddings and diagrams of these runs.
 
     A run that stopped early (stuck or failed) will not reach its target, so its target is what
-    it stored. The diagrams' total is not known in advance (None).
+    it stored; one still to run is expected to reach its ``max_length``, each invocation
+    embedded as its network's outputs are. The diagrams' total is not known in advance (None).
     """
     runs = store.get_runs(run_ids)
     counts = store.counts(run_ids)
     finished = [r for r in runs if RunStatus(r.status).finished]
-    invocations = sum(counts[r.run_id]["invocations"] for r in runs)
-    target = sum(counts[r.run_id]["invocations"] if r in finished and r.status != RunStatus.COMPLETE
-                 else r.max_length for r in runs)
-    embeddable = sum(int(round(counts[r.run_id]["invocations"] * embeddable_share(r))) for r in runs)
+    stored = {r.run_id: counts[r.run_id]["invocations"] for r in runs}
+    target = {r.run_id: stored[r.run_id] if r in finished and r.status != RunStatus.COMPLETE
+              else max(r.max_length, stored[r.run_id]) for r in runs}
     return {
         "runs": (len(finished), len(runs)),
-        "invocations": (invocations, target),
-        "embeddings": (sum(counts[r.run_id]["embeddings"] for r in runs), embeddable),
+        "invocations": (sum(stored.values()), sum(target.values())),
+        "embeddings": (sum(counts[r.run_id]["embeddings"] for r in runs),
+                       sum(int(round(target[r.run_id] * embeddable_share(r))) for r in runs)),
         "diagrams": (sum(counts[r.run_id]["diagrams"] for r in runs), None),
     }
 
@@ -81,3 +86,28 @@ def experiment_progress(store: TraceStore, name: str, now: datetime | None = Non
         diagrams=sum(counts[r.run_id]["diagrams"] for r in runs),
         remaining_invocations=remaining, elapsed_s=elapsed, eta_s=eta,
     )
+
+
+class ProgressListener(Protocol):
+    def advance(self, what: str, amount: int, run_id: str | None) -> None:
+        """``what``: ``invocations``, ``embeddings`` or ``diagrams`` stored, ``runs`` finished, or
+        ``shortfall``: invocations a run stopped short of its target (stuck or failed)."""
+
+
+_listeners: list[ProgressListener] = []
+
+
+@contextmanager
+def listening(listener: ProgressListener) -> Iterator[None]:
+    """Send the engine's progress reports in this process to ``listener`` while in the block."""
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)
+
+
+def report(what: str, amount: int = 1, run_id: str | None = None) -> None:
+    """Called by the engine after each commit; costs nothing when nobody listens."""
+    for listener in _listeners:
+        listener.advance(what, amount, run_id)

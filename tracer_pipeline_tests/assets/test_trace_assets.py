@@ -20,9 +20,10 @@ def materialize(instance, resources, run_ids, selection=None):
     return result
 
 
-def metadata(result, asset: str) -> dict:
-    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]][:1]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
+def metadata(result, asset: str) -> dict[str, dict]:
+    """Each partition's own metadata, by run id."""
+    return {e.partition: {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]}
 
 
 def test_materializing_stores_the_whole_chain_with_lineage(instance, resources):
@@ -36,12 +37,29 @@ def test_materializing_stores_the_whole_chain_with_lineage(instance, resources):
         expected = 10 if run.network[1] == "DummyI2T" else 4  # the lossy captioner gets stuck
         assert len(stored) == expected and counts[run.run_id]["embeddings"] == expected
         assert counts[run.run_id]["diagrams"] == 3
-    assert metadata(result, "invocations")["computed"] == 2 * 10 + 2 * 4
-    assert "data:image/png;base64," in metadata(result, "invocations")["preview"]
-    checks = result.get_asset_check_evaluations()
-    assert len(checks) == 3 and all(c.passed for c in checks)
     partitions = {e.partition for e in result.get_asset_materialization_events()}
     assert partitions == set(registration.run_ids)
+
+
+def test_each_partition_shows_its_own_run_and_its_own_checks(instance, resources):
+    store = resources["store"].get_store()
+    registration = register_experiment(store, instance, parse_experiment(CONFIG, "x"))
+    result = materialize(instance, resources, registration.run_ids)
+    shown = metadata(result, "invocations")
+    assert set(shown) == set(registration.run_ids)
+    for run in store.get_runs(registration.run_ids):
+        mine = shown[run.run_id]
+        stored = len(store.invocations(run.run_id))
+        assert (mine["run_id"], mine["seed"], mine["status"]) == (run.run_id, run.seed, run.status)
+        assert mine["computed"] == mine["invocations"] == stored
+        assert mine["network"] == " → ".join(run.network) and mine["prompt"] == "a red balloon"
+        assert "data:image/png;base64," in mine["preview"]
+        others = set(registration.run_ids) - {run.run_id}
+        assert not any(other in str(value) for other in others for value in mine.values())
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) == 3 * len(registration.run_ids) and all(c.passed for c in checks)
+    assert {c.partition for c in checks} == set(registration.run_ids)
+    assert all(c.metadata["run_id"].value == c.partition for c in checks)
 
 
 def test_rematerializing_stored_partitions_computes_nothing(instance, resources):
@@ -50,9 +68,8 @@ def test_rematerializing_stored_partitions_computes_nothing(instance, resources)
     first = materialize(instance, resources, registration.run_ids)
     before = {r: store.invocations(r) for r in registration.run_ids}
     again = materialize(instance, resources, registration.run_ids)
-    assert metadata(again, "invocations")["computed"] == 0
-    assert metadata(again, "embeddings")["computed"] == 0
-    assert metadata(again, "persistence_diagrams")["computed"] == 0
+    for asset in ("invocations", "embeddings", "persistence_diagrams"):
+        assert {m["computed"] for m in metadata(again, asset).values()} == {0}
     assert {r: store.invocations(r) for r in registration.run_ids} == before
     versions = [{e.partition: e.materialization.tags["dagster/data_version"]
                  for e in r.get_asset_materialization_events()} for r in (first, again)]
@@ -67,9 +84,9 @@ def test_raising_max_length_computes_only_the_new_invocations(instance, resource
     longer = register_experiment(store, instance, parse_experiment({**config, "max_length": 20}, "x"))
     assert longer.extended == short.run_ids and longer.new_partitions == []
     result = materialize(instance, resources, longer.run_ids)
-    rows = metadata(result, "invocations")["runs"].records
-    assert [(r.data["computed"], r.data["already_stored"]) for r in rows] == [(10, 10), (10, 10)]
-    assert metadata(result, "embeddings")["computed"] == 20
+    shown = metadata(result, "invocations")
+    assert [(shown[r]["computed"], shown[r]["skipped_already_stored"]) for r in longer.run_ids] == [(10, 10)] * 2
+    assert sum(m["computed"] for m in metadata(result, "embeddings").values()) == 20
     assert all(len(store.invocations(r)) == 20 for r in longer.run_ids)
 
 
@@ -86,9 +103,11 @@ def test_the_diagrams_metadata_shows_each_diagrams_entropy(instance, resources):
     store = resources["store"].get_store()
     registration = register_experiment(store, instance, parse_experiment(CONFIG, "x"))
     result = materialize(instance, resources, registration.run_ids)
-    rows = [r.data for r in metadata(result, "persistence_diagrams")["diagrams"].records]
     stored = {(d.run_id, d.embedding_model, d.subset): d.summary for d in store.diagrams(registration.run_ids)}
-    for row in rows:
-        summary = stored[(row["run_id"], row["embedding_model"], row["subset"])]
+    rows = [(run_id, r.data) for run_id, m in metadata(result, "persistence_diagrams").items()
+            for r in m["diagrams"].records]
+    assert len(rows) == len(stored)
+    for run_id, row in rows:
+        summary = stored[(run_id, row["embedding_model"], row["subset"])]
         assert row["H0_entropy"] == round(summary["H0"]["entropy"], 4)
-    assert any(row["H0_entropy"] > 0 for row in rows)  # 10 distinct points: H0 has finite bars of different lengths
+    assert any(row["H0_entropy"] > 0 for _, row in rows)  # 10 distinct points: H0 has finite bars of different lengths

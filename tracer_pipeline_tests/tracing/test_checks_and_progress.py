@@ -36,9 +36,9 @@ def traced(tmp_path):
 
 def test_a_complete_store_has_no_problems(traced):
     store, ids = traced
-    assert invocation_problems(store, ids) == []
-    assert embedding_problems(store, ids) == []
-    assert diagram_problems(store.diagrams(ids)) == []
+    assert invocation_problems(store, ids) == {r: [] for r in ids}
+    assert embedding_problems(store, ids) == {r: [] for r in ids}
+    assert diagram_problems(ids, store.diagrams(ids)) == {r: [] for r in ids}
 
 
 def test_a_gap_and_a_wrong_model_are_named_by_run(traced):
@@ -49,16 +49,17 @@ def test_a_gap_and_a_wrong_model_are_named_by_run(traced):
         s.execute(update(InvocationRow).where(InvocationRow.run_id == ids[1], InvocationRow.sequence_number == 1)
                   .values(model="DummyT2I"))
     problems = invocation_problems(store, ids)
-    assert len(problems) == 2
-    assert problems[0].startswith(f"{ids[0]}: sequence numbers")
-    assert problems[1] == f"{ids[1]}: invocations [1] were made by the wrong model"
+    [gap] = problems[ids[0]]
+    assert gap.startswith("sequence numbers [0, 1, 2, 4, 5]")
+    assert problems[ids[1]] == ["invocations [1] were made by the wrong model"]
 
 
 def test_a_diagram_with_a_bar_born_after_it_dies_is_a_problem(traced):
     store, ids = traced
     diagram = store.diagrams(ids[:1])[0]
     diagram.points[1] = np.array([[0.5, 0.2]])
-    assert diagram_problems([diagram]) == [f"{ids[0]}/DummyEmbed/{diagram.subset}: H1 has a bar born after it dies"]
+    assert diagram_problems(ids[:1], [diagram]) == {
+        ids[0]: [f"DummyEmbed/{diagram.subset}: H1 has a bar born after it dies"]}
 
 
 def test_progress_counts_what_is_stored(traced):

@@ -1,10 +1,8 @@
-import time
-
 import dagster as dg
 
 from tracer_pipeline.defs.assets.invocations import invocations
 from tracer_pipeline.defs.assets.per_run import per_run_asset
-from tracer_pipeline.defs.metadata import combined_version, problem_list, table
+from tracer_pipeline.defs.metadata import combined_version, partition_checks, record_partitions
 from tracer_pipeline.defs.resources import ModelPoolResource, TraceStoreResource
 from tracer_pipeline.tracing.checks import embedding_problems
 from tracer_pipeline.tracing.embeddings import embed_runs
@@ -19,27 +17,16 @@ def embeddings(context: dg.AssetExecutionContext, store: TraceStoreResource, mod
     embeddings made by an older model version."""
     trace = store.get_store()
     keys = list(context.partition_keys)
-    started = time.perf_counter()
     outcomes = embed_runs(trace, models.get_pool(), keys)
-    seconds = time.perf_counter() - started
-    rows = [{"run_id": o.run_id, "computed": o.computed, "already_stored": o.skipped,
-             "stale_replaced": o.stale_replaced, "failures": len(o.failures)} for o in outcomes.values()]
     for o in outcomes.values():
         for failure in o.failures[:5]:
             context.log.error(f"run {o.run_id}: {failure}")
-    yield dg.MaterializeResult(
-        metadata={
-            "runs": table(rows),
-            "computed": sum(o.computed for o in outcomes.values()),
-            "skipped_already_stored": sum(o.skipped for o in outcomes.values()),
-            "failures": sum(len(o.failures) for o in outcomes.values()),
-            "seconds": round(seconds, 3),
-        },
-        data_version=combined_version([trace.content_hash(k, "embeddings") for k in keys]),
-    )
-    problems = [f"{o.run_id}: {f}" for o in outcomes.values() for f in o.failures]
-    problems += embedding_problems(trace, keys)
-    yield dg.AssetCheckResult(
-        check_name=VALID_CHECK, passed=not problems,
-        metadata={"problems": problem_list(problems)},
-    )
+    record_partitions(context, {o.run_id: {
+        "run_id": o.run_id, "computed": o.computed, "skipped_already_stored": o.skipped,
+        "stale_replaced": o.stale_replaced, "failures": len(o.failures),
+    } for o in outcomes.values()})
+    yield dg.MaterializeResult(data_version=combined_version([trace.content_hash(k, "embeddings") for k in keys]))
+    problems = embedding_problems(trace, keys)
+    for o in outcomes.values():
+        problems[o.run_id] = [*o.failures, *problems.get(o.run_id, [])]
+    yield from partition_checks(context, VALID_CHECK, problems)

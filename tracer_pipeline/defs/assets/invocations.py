@@ -4,13 +4,22 @@ import dagster as dg
 
 from tracer_pipeline.defs.assets.per_run import per_run_asset
 from tracer_pipeline.defs.assets.runs import runs
-from tracer_pipeline.defs.metadata import combined_version, problem_list, table, trajectory_preview
+from tracer_pipeline.defs.metadata import (
+    PREVIEW_INVOCATIONS,
+    combined_version,
+    partition_checks,
+    record_partitions,
+    run_header,
+    table,
+    trajectory_preview,
+)
 from tracer_pipeline.defs.resources import ModelPoolResource, TraceStoreResource
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.tracing.checks import invocation_problems
 from tracer_pipeline.tracing.invocations import run_invocations
 
 COMPLETE_CHECK = "every_invocation_present_in_order"
+PROGRESS_LOG_EVERY = 1000
 
 
 @per_run_asset(deps=[runs], runs_models=True, check=(COMPLETE_CHECK, invocation_problems))
@@ -28,39 +37,32 @@ def invocations(
 
     def progress(inv) -> None:
         done[0] += 1
-        if done[0] % 25 == 0:
+        if done[0] % PROGRESS_LOG_EVERY == 0:
             context.log.info(f"{done[0]} invocations computed")
 
     outcomes = run_invocations(trace, models.get_pool(), keys, on_invocation=progress)
-    seconds = time.perf_counter() - started
-    for outcome in outcomes.values():
-        if outcome.error:
-            context.log.error(f"run {outcome.run_id} failed: {outcome.error}")
-    rows = [{"run_id": o.run_id, "computed": o.computed, "already_stored": o.stored_before,
-             "stale_recomputed": o.recomputed_stale, "status": o.status, "stop_reason": o.stop_reason or "",
-             "error": o.error or ""} for o in outcomes.values()]
-    if all(o.status == RunStatus.FAILED for o in outcomes.values()):
+    context.log.info(f"{sum(o.computed for o in outcomes.values())} invocations computed "
+                     f"in {time.perf_counter() - started:.1f} s")
+    failed = [o for o in outcomes.values() if o.status == RunStatus.FAILED]
+    for outcome in failed[:20]:
+        context.log.error(f"run {outcome.run_id} failed: {outcome.error}")
+    if len(failed) == len(outcomes):
         raise dg.Failure(
             description="every run in this step failed; what was computed is stored",
-            metadata={"runs": table(rows)},
+            metadata={"runs": table([{"run_id": o.run_id, "error": o.error or ""} for o in failed[:50]])},
         )
-    first = trace.get_run(keys[0])
-    preview = trajectory_preview(first.run_id, first.prompt or "(initial image)", trace.invocations(first.run_id))
-    yield dg.MaterializeResult(
-        metadata={
-            "runs": table(rows),
-            "computed": sum(o.computed for o in outcomes.values()),
-            "skipped_already_stored": sum(o.stored_before for o in outcomes.values()),
-            "failed_runs": sum(o.status == RunStatus.FAILED for o in outcomes.values()),
-            "stuck_runs": sum(o.status == RunStatus.STUCK for o in outcomes.values()),
-            "seconds": round(seconds, 3),
-            "preview": dg.MetadataValue.md(preview),
-        },
-        data_version=combined_version([trace.content_hash(k, "invocations") for k in keys]),
-    )
-    problems = invocation_problems(trace, keys)
-    yield dg.AssetCheckResult(
-        check_name=COMPLETE_CHECK, passed=not problems,
-        metadata={"problems": problem_list(problems)},
-    )
-
+    metadata = {}
+    counts = trace.counts(keys)
+    for run in trace.get_runs(keys):
+        outcome = outcomes[run.run_id]
+        shown = trace.invocations(run.run_id, limit=PREVIEW_INVOCATIONS + 1)
+        metadata[run.run_id] = {
+            **run_header(run), "invocations": counts[run.run_id]["invocations"], "max_length": run.max_length,
+            "computed": outcome.computed, "skipped_already_stored": outcome.stored_before,
+            "stale_recomputed": outcome.recomputed_stale,
+            "preview": dg.MetadataValue.md(trajectory_preview(
+                run.prompt or "(initial image)", shown, counts[run.run_id]["invocations"])),
+        }
+    record_partitions(context, metadata)
+    yield dg.MaterializeResult(data_version=combined_version([trace.content_hash(k, "invocations") for k in keys]))
+    yield from partition_checks(context, COMPLETE_CHECK, invocation_problems(trace, keys))
