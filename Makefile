@@ -1,0 +1,49 @@
+# On a fresh machine: `make quickstart`, then `make test`. `make` alone lists the targets.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Set up once, again only when pyproject.toml changes. Made last, so a failed install retries.
+INSTALLED := $(VENV)/.installed
+# The tested builds; unpinned, pip would pick a newer torch of several GB.
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.DEFAULT_GOAL := help
+.PHONY: help quickstart test lint ui bench clean distclean
+
+help: ## list the targets
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+quickstart: $(INSTALLED) ## set up (first time: a few minutes), then run experiments/quickstart.json
+	$(BIN)/trajectory-tracer run-experiment experiments/quickstart.json
+	@echo "Report: $${TRACER_DATA_DIR:-tracer_data}/reports/quickstart/report.md. Next: make ui (the Dagster UI)," \
+		"$(BIN)/trajectory-tracer list-runs, $(BIN)/trajectory-tracer export-images --experiment quickstart."
+
+test: lint ## set up, then ruff and the tests
+	$(BIN)/python -m pytest
+
+lint: $(INSTALLED) ## ruff check
+	$(BIN)/ruff check .
+
+ui: $(INSTALLED) ## the Dagster UI on this project's instance, http://127.0.0.1:3000
+	$(BIN)/trajectory-tracer ui
+
+bench: $(INSTALLED) ## the benchmarks in benchmarks/ (about 25 minutes, see BENCHMARKS.md)
+	$(BIN)/python benchmarks/pipeline.py --models tiny --seeds 8
+	$(BIN)/python benchmarks/diagram_distances.py
+
+clean: ## delete tracer_data/ (every stored run and report) and caches; keeps .venv
+	rm -rf tracer_data .pytest_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and delete .venv
+	rm -rf $(VENV)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	@echo "Installing $(TORCH) and the project with its dev tools into $(VENV) (a few minutes)"
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
