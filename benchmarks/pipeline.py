@@ -66,11 +66,11 @@ def materialize(instance, resources, run_ids) -> tuple[float, dict]:
                             tags=range_tags(run_ids[0], run_ids[-1]))
     seconds = time.perf_counter() - started
     assert result.success
-    computed = {}
-    for event in result.get_asset_materialization_events():
+    computed: dict[str, int] = {}
+    for event in result.get_asset_materialization_events():  # one per partition, each its own run's
         key = event.asset_key.path[-1]
-        if key != "runs" and key not in computed:
-            computed[key] = event.materialization.metadata["computed"].value
+        if key != "runs":
+            computed[key] = computed.get(key, 0) + event.materialization.metadata["computed"].value
     return seconds, computed
 
 

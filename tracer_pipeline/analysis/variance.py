@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+MANY_GROUPS = 32  # above this many groups, sum same-group pairs directly
 PERMUTATION_BATCH = 64
 # Permuted statistics within this relative tolerance of the observed one count as ties (and so
 # against significance): a relabelling that reproduces the observed grouping can differ from it
@@ -108,14 +109,26 @@ class PermanovaResult:
 def _within_sum_of_squares(
     squared: np.ndarray, labels: np.ndarray, sizes: np.ndarray
 ) -> np.ndarray:
-    """SS_W for each row of ``labels`` (B, n): Σ_g (1/n_g) Σ_{i<j in g} d_ij²."""
+    """SS_W for each row of ``labels`` (B, n): Σ_g (1/n_g) Σ_{i<j in g} d_ij².
+
+    With few groups, one matrix product per batch of labellings (cost ∝ n²·B·groups); with many
+    (a factor such as the seed, with a level per pair of runs), the pairs in the same group are
+    summed directly (cost ∝ n²·B), which the product would make hundreds of times slower.
+    """
     batch, n = labels.shape
     groups = sizes.size
-    # One-hot (n, B·groups): column b·groups + g marks the members of group g in labelling b.
-    onehot = np.zeros((n, batch * groups))
-    onehot[np.arange(n)[:, None], np.arange(batch) * groups + labels.T] = 1.0
-    within = np.einsum("ik,ik->k", onehot, squared @ onehot).reshape(batch, groups)
-    return (within / (2 * sizes)).sum(axis=1)
+    if groups <= MANY_GROUPS:
+        # One-hot (n, B·groups): column b·groups + g marks the members of group g in labelling b.
+        onehot = np.zeros((n, batch * groups))
+        onehot[np.arange(n)[:, None], np.arange(batch) * groups + labels.T] = 1.0
+        within = np.einsum("ik,ik->k", onehot, squared @ onehot).reshape(batch, groups)
+        return (within / (2 * sizes)).sum(axis=1)
+    weights = 1.0 / (2 * sizes)
+    totals = np.empty(batch)
+    for b, row in enumerate(labels):
+        same = row[:, None] == row[None, :]
+        totals[b] = float((squared[same] * weights[np.broadcast_to(row[:, None], (n, n))[same]]).sum())
+    return totals
 
 
 def permanova(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
 from tracer_pipeline.config import Experiment
 from tracer_pipeline.defs import build_defs
@@ -22,6 +23,7 @@ from tracer_pipeline.store import TraceStore
 CLI_PID_TAG = "tracer/cli_pid"
 CLI_HOST_TAG = "tracer/cli_host"
 EXPERIMENT_TAG = "tracer/experiment"
+CODE_LOCATION = "tracer_pipeline"  # as in workspace.yaml and [tool.dagster]
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,10 @@ class Launcher:
         self.log_level = "INFO" if verbose else "CRITICAL"
 
     def _tags(self, experiment: str) -> dict[str, str]:
-        return {CLI_PID_TAG: str(os.getpid()), CLI_HOST_TAG: socket.gethostname(), EXPERIMENT_TAG: experiment}
+        # The repository label is what the UI files a run under (Jobs → trace → Runs, the
+        # timeline): runs launched here belong to the same code location as the UI's own.
+        return {CLI_PID_TAG: str(os.getpid()), CLI_HOST_TAG: socket.gethostname(), EXPERIMENT_TAG: experiment,
+                REPOSITORY_LABEL_TAG: f"__repository__@{CODE_LOCATION}"}
 
     def _run_config(self) -> dict:
         return {"loggers": {"console": {"config": {"log_level": self.log_level}}}}

@@ -1,6 +1,9 @@
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+# Who answers for the assets, shown in the UI; change it to your team or email address.
+OWNERS = ["team:tracer-pipeline"]
+
 # One key per run (its run id): every per-run asset shares it, so one Dagster run can carry a
 # run's whole chain (and several runs' chains in lockstep) with the models loaded once.
 runs_partitions = dg.DynamicPartitionsDefinition(name="runs")

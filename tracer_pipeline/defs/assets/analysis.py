@@ -6,7 +6,7 @@ import dagster as dg
 
 from tracer_pipeline.defs.assets.diagrams import persistence_diagrams
 from tracer_pipeline.defs.metadata import table
-from tracer_pipeline.defs.partitions import experiments_partitions
+from tracer_pipeline.defs.partitions import OWNERS, experiments_partitions
 from tracer_pipeline.defs.resources import DataFoldersResource, TraceStoreResource
 from tracer_pipeline.reporting.compare import compare_store
 from tracer_pipeline.reporting.files import write_report
@@ -16,7 +16,7 @@ from tracer_pipeline.reporting.report import build_report, inline_markdown
 ALL_RUNS = dg.AssetDep(persistence_diagrams, partition_mapping=dg.AllPartitionMapping())
 
 
-@dg.asset(deps=[ALL_RUNS], code_version="1", group_name="analysis", kinds={"sqlite"})
+@dg.asset(deps=[ALL_RUNS], code_version="1", group_name="analysis", kinds={"sqlite"}, owners=OWNERS)
 def store_comparison(context: dg.AssetExecutionContext, store: TraceStoreResource) -> dg.MaterializeResult:
     """Across every run in the store, per embedding model: all-pairs bottleneck and Wasserstein
     distances between persistence diagrams (H0 and H1), and recurring end states (attractors).
@@ -44,6 +44,7 @@ def store_comparison(context: dg.AssetExecutionContext, store: TraceStoreResourc
     code_version="1",
     group_name="analysis",
     kinds={"sqlite"},
+    owners=OWNERS,
 )
 def experiment_report(
     context: dg.AssetExecutionContext, store: TraceStoreResource, folders: DataFoldersResource

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import dagster as dg
 
-from tracer_pipeline.defs.partitions import runs_partitions
+from tracer_pipeline.defs.partitions import OWNERS, runs_partitions
 
 
 def per_run_asset(
@@ -39,6 +39,7 @@ def per_run_asset(
             pool="gpu" if runs_models else None,
             kinds={"pytorch", "sqlite"} if runs_models else {"sqlite"},
             check_specs=specs,
+            owners=OWNERS,
         )(fn)
 
     return decorate

@@ -5,6 +5,7 @@ import json
 
 import dagster as dg
 
+from tracer_pipeline.defs.partitions import OWNERS
 from tracer_pipeline.defs.resources import DataFoldersResource
 from tracer_pipeline.sceneworld import train
 from tracer_pipeline.sceneworld.evaluate import BARS
@@ -22,7 +23,7 @@ def _weights_digest(folder) -> str:
     return h.hexdigest()[:16]
 
 
-@dg.asset(group_name="sceneworld", code_version=VERSION, kinds={"pytorch"})
+@dg.asset(group_name="sceneworld", code_version=VERSION, kinds={"pytorch"}, owners=OWNERS)
 def sceneworld_models(
     context: dg.AssetExecutionContext, config: SceneWorldTraining, folders: DataFoldersResource
 ) -> dg.MaterializeResult:

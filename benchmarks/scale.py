@@ -1,0 +1,150 @@
+"""Research-sized grids through the CLI, measured side by side in one run.
+
+    python benchmarks/scale.py                    # 10, 100, 1,000 runs × 20 (dummy), 20 × 1,000, SceneWorld 10 × 50
+    python benchmarks/scale.py --runs 10 100 1000 10000
+    python benchmarks/scale.py --only sceneworld
+
+Each case is a fresh data directory and a fresh `trajectory-tracer run-experiment` process
+(start-up, Dagster bookkeeping and the report included), then the same command again (everything
+stored). Reported: wall time, CPU time (user + system of the process and its children), peak
+resident memory, Dagster event-log bytes per run partition, and `list-runs` on the final store.
+SceneWorld 10 × 50 is compared with a plain loop over the same model objects in a fresh process
+(models, embeddings and persistence diagrams, nothing stored), whose outputs are checked equal.
+The machine is shared: compare the ratios, measured minutes apart, not the absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCENEWORLD = {"networks": [["SceneT2I", "SceneI2TSampled"]], "embedding_models": ["SceneCLIP"],
+              "prompts": ["a large red circle on the left and a small blue square at the top",
+                          "a small purple star in the centre and a large green triangle on the right"]}
+
+
+@dataclass
+class Measure:
+    wall_s: float
+    cpu_s: float
+    peak_mib: float
+
+
+def measured(args: list[str], env: dict[str, str]) -> tuple[Measure, str]:
+    """Run a command to its end; its wall and CPU time and peak memory (children included)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{output}")
+    return Measure(time.perf_counter() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024), output
+
+
+def event_log_bytes(data: Path) -> int:
+    history = data / "dagster_home" / "history" / "runs"
+    return sum(f.stat().st_size for f in history.glob("*.db*"))
+
+
+def dummy_config(name: str, runs: int, length: int) -> dict:
+    prompts = ["a red balloon", "a quiet harbour"]
+    return {"name": name, "networks": [["DummyT2I", "DummyI2T"]], "prompts": prompts,
+            "seeds": list(range(runs // len(prompts))), "embedding_models": ["DummyEmbed"],
+            "max_length": length, "stop_when_stuck": False}
+
+
+def run_case(root: Path, config: dict) -> dict:
+    data = root / config["name"]
+    path = root / f"{config['name']}.json"
+    path.write_text(json.dumps(config))
+    env = {**os.environ, "TRACER_DATA_DIR": str(data)}
+    env.pop("DAGSTER_HOME", None)
+    cli = [sys.executable, "-m", "tracer_pipeline.cli"]
+    first, _ = measured([*cli, "run-experiment", str(path)], env)
+    events = event_log_bytes(data)
+    again, output = measured([*cli, "run-experiment", str(path)], env)
+    listing, _ = measured([*cli, "list-runs"], env)
+    runs = len(config["seeds"]) * len(config["prompts"]) * len(config["networks"])
+    return {"case": config["name"], "runs": runs, "first": first, "again": again, "list_runs": listing,
+            "event_bytes_per_partition": events / runs, "summary": output.strip().splitlines()[-2]}
+
+
+PLAIN_LOOP = """
+import json, sys, time
+import numpy as np
+from tracer_pipeline.models.base import output_digest
+from tracer_pipeline.models.pool import ModelPool, resolve_load_options
+from tracer_pipeline.tda.persistence import persistence_diagram
+config = json.loads(sys.argv[1])
+pool = ModelPool(resolve_load_options("cpu", "auto", sys.argv[2]))
+network = [pool.get(m) for m in config["networks"][0]]
+embedder = pool.get(config["embedding_models"][0])
+digests = {}
+for prompt in config["prompts"]:
+    for seed in config["seeds"]:
+        value, outputs = prompt, []
+        for i in range(config["max_length"]):
+            [value] = network[i % len(network)].generate([value], [seed])
+            outputs.append(value)
+        vectors = np.stack(embedder.embed(outputs))
+        persistence_diagram(vectors, max_dim=1)
+        digests[f"{prompt}|{seed}"] = [output_digest(o) for o in outputs]
+print(json.dumps(digests))
+"""
+
+
+def sceneworld_against_plain_loop(root: Path, runs: int, length: int) -> dict:
+    config = {"name": "sceneworld", **SCENEWORLD, "seeds": list(range(runs // len(SCENEWORLD["prompts"]))),
+              "max_length": length, "stop_when_stuck": False}
+    pipeline = run_case(root, config)
+    env = {**os.environ}
+    plain, output = measured([sys.executable, "-c", PLAIN_LOOP, json.dumps(config), str(root / "plain-models")], env)
+    loop_digests = json.loads(output.strip().splitlines()[-1])
+    from tracer_pipeline.store import TraceStore
+
+    store = TraceStore(f"sqlite:///{root / 'sceneworld' / 'tracer.sqlite'}")
+    stored = {f"{r.prompt}|{r.seed}": [i.output_sha256 for i in store.invocations(r.run_id)] for r in store.get_runs()}
+    return {**pipeline, "plain": plain, "same_outputs": stored == loop_digests}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--only", choices=["grid", "long", "sceneworld"], nargs="+",
+                        default=["grid", "long", "sceneworld"])
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="tracer-scale-"))
+    print(f"load average before: {os.getloadavg()[0]:.1f}; data in {root}\n")
+    rows = []
+    if "grid" in args.only:
+        rows += [run_case(root, dummy_config(f"grid{n}", n, 20)) for n in args.runs]
+    if "long" in args.only:
+        rows.append(run_case(root, dummy_config("long20", 20, 1000)))
+    print("| case | runs × invocations | first: wall / CPU s | peak MiB | per run (CPU ms) "
+          "| again (all stored): wall s | again / first | event log bytes per partition | list-runs wall s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        length = 1000 if r["case"] == "long20" else 20
+        print(f"| {r['case']} | {r['runs']} × {length} | {r['first'].wall_s:.1f} / {r['first'].cpu_s:.1f} "
+              f"| {r['first'].peak_mib:.0f} | {1000 * r['first'].cpu_s / r['runs']:.0f} | {r['again'].wall_s:.1f} "
+              f"| {r['again'].wall_s / r['first'].wall_s:.2f} | {r['event_bytes_per_partition']:.0f} "
+              f"| {r['list_runs'].wall_s:.2f} |")
+    if "sceneworld" in args.only:
+        s = sceneworld_against_plain_loop(root, 10, 50)
+        print(f"\nSceneWorld 10 × 50 (SceneT2I → SceneI2TSampled, SceneCLIP): run-experiment "
+              f"{s['first'].wall_s:.1f} s wall / {s['first'].cpu_s:.1f} s CPU; plain loop {s['plain'].wall_s:.1f} s "
+              f"wall / {s['plain'].cpu_s:.1f} s CPU; ratio {s['first'].wall_s / s['plain'].wall_s:.2f} (wall), "
+              f"{s['first'].cpu_s / s['plain'].cpu_s:.2f} (CPU); same outputs: {s['same_outputs']}; "
+              f"again (all stored) {s['again'].wall_s:.1f} s")
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
