@@ -100,11 +100,20 @@ def test_a_partition_shows_its_own_run_and_preview(ui, page, tmp_path):
     mine, others = runs[1], [r.run_id for r in runs if r.run_id != runs[1].run_id]
     page.goto(f"{url}/assets/invocations?view=partitions&partition={mine.run_id}")
     page.get_by_text(mine.run_id).first.wait_for()
-    page.locator("img[src^='data:image/png;base64']").first.wait_for()
     body = page.inner_text("body")
-    assert "a red balloon" in body and f"{mine.seed}" in body
+    assert "a red balloon" in body and mine.status in body
     assert not any(other in body for other in others)
     shoot(page, "partition", tmp_path)
+    page.get_by_text("[Show Markdown]").first.click()  # the run's own preview strip
+    page.locator("img[src^='data:image/png;base64']").first.wait_for()
+    shoot(page, "partition-preview", tmp_path)
+    page.keyboard.press("Escape")
+
+
+def test_cli_runs_are_filed_under_their_job(ui, page):
+    url, _ = ui
+    page.goto(f"{url}/locations/tracer_pipeline/jobs/trace/runs")
+    page.get_by_text("tracer/experiment: browser").first.wait_for()
 
 
 def test_the_asset_graph_and_the_report_render(ui, page, tmp_path):
