@@ -38,6 +38,7 @@ class RunRecord:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     created_at: datetime | None = None
+    seed_mode: str = "fixed"  # part of the run's identity: "fixed" or "per_invocation"
 
     @property
     def initial_input(self) -> Output:

@@ -214,6 +214,7 @@ class TraceStore:
             max_homology_dim=max((link.max_homology_dim for link, _ in links), default=1),
             experiments=tuple(sorted(name for _, name in links)),
             started_at=row.started_at, completed_at=row.completed_at, created_at=row.created_at,
+            seed_mode=row.spec.get("seed_mode", "fixed"),
         )
 
     def run_spec(self, run_id: str) -> dict:
