@@ -116,3 +116,17 @@ class StoreComparison:
     matrices: dict[tuple[int, str], np.ndarray]
     attractors: tuple[AttractorData, ...]
     attractor_threshold: float
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    """One output's cluster in an experiment, for one embedding model (−1 for noise)."""
+
+    experiment: str
+    embedding_model: str
+    run_id: str
+    sequence_number: int
+    modality: str
+    cluster: int
+    is_medoid: bool
+    input_sha256: str
