@@ -17,6 +17,7 @@ The rules of validity are here, in one place, each a function of plain data:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,15 @@ def resting_on(finding: Finding, basis: str, own: Finding) -> Finding:
     if finding.valid:
         return own
     return Finding(False, f"rests on {basis}, which cannot be trusted here: {finding.reason}", own.figures)
+
+
+def all_unsuited(reasons: Sequence[str | None]) -> str | None:
+    """When the embedding model is unsuited to every run (``reasons``: each run's
+    ``RunData.embedder_unsuited``), why — the reason every embedding-based section gives; else None."""
+    if not reasons or any(r is None for r in reasons):
+        return None
+    return "the embedding model is unsuited to every run's outputs: " + "; ".join(dict.fromkeys(
+        str(r) for r in reasons))
 
 
 def notice(finding: Finding) -> list[str]:

@@ -58,7 +58,7 @@ def build_report(data: ExperimentData, comparison: StoreComparison | None) -> Re
     """
     report = Report(title=f"{data.name} — {data.embedding_model}", markdown="")
     measures = [measure_run(run) for run in data.runs]
-    shape = topology.diagram_distances([m.run for m in measures if m.run.embedder_unsuited is None], comparison)
+    shape = topology.diagram_distances(data.runs, comparison)
     lines = overview.section(report, data, measures)
     lines += drift.section(report, measures)
     lines += stuck.section(report, measures)

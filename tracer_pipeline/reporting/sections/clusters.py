@@ -11,7 +11,7 @@ import numpy as np
 from tracer_pipeline.analysis.clusters import NOISE, dwell_times, transitions
 from tracer_pipeline.reporting import plots
 from tracer_pipeline.reporting.data import ClusterData, ExperimentData, Report, RunData
-from tracer_pipeline.reporting.findings import Finding, notice, supported, unsupported
+from tracer_pipeline.reporting.findings import Finding, all_unsuited, notice, supported, unsupported
 from tracer_pipeline.reporting.measures import MODALITIES, RunMeasures
 from tracer_pipeline.reporting.sections.format import Row, figure, markdown_table, num, plural
 
@@ -71,10 +71,8 @@ def clusters_finding(clusters: ClusterData | None, measures: Sequence[RunMeasure
         "min_cluster_size": clusters.min_cluster_size if clusters else None,
         "per_cluster": [dict(r) for r in rows], "transitions": [dict(r) for r in transition_rows[:20]],
     }
-    suited = [m for m in measures if m.run.embedder_unsuited is None]
-    if measures and not suited:
-        reasons = "; ".join(dict.fromkeys(str(m.run.embedder_unsuited) for m in measures))
-        return unsupported(f"the embedding model is unsuited to every run's outputs: {reasons}", **figures)
+    if blind := all_unsuited([m.run.embedder_unsuited for m in measures]):
+        return unsupported(blind, **figures)
     if clusters is None:
         return unsupported("the outputs have not been clustered yet; materialise the clusters asset (the report "
                            "job does) and report again", **figures)

@@ -10,7 +10,7 @@ import numpy as np
 from tracer_pipeline.analysis.cosine import unit_rows
 from tracer_pipeline.reporting import plots
 from tracer_pipeline.reporting.data import Report
-from tracer_pipeline.reporting.findings import Finding, notice, supported, unsupported
+from tracer_pipeline.reporting.findings import Finding, all_unsuited, notice, supported, unsupported
 from tracer_pipeline.reporting.measures import (
     FIT_STEPS,
     DivergenceGroup,
@@ -80,7 +80,7 @@ def _unsuited(measures: Sequence[RunMeasures]) -> tuple[list[RunMeasures], list[
             [m for m in measures if m.run.embedder_unsuited is not None])
 
 
-def unsuited_reason(left_out: Sequence[RunMeasures]) -> str:
+def _left_out_reason(left_out: Sequence[RunMeasures]) -> str:
     """Why runs were left out, in words: the distinct reasons of the first runs."""
     reasons = list(dict.fromkeys(str(m.run.embedder_unsuited) for m in left_out))
     return "; ".join(reasons[:2])
@@ -117,9 +117,8 @@ def drift_finding(measures: Sequence[RunMeasures]) -> Finding:
     }
     if with_reference:
         return supported(**figures)
-    if left_out and not usable:
-        return unsupported(f"the embedding model is unsuited to every run's outputs: {unsuited_reason(left_out)}",
-                           **figures)
+    if blind := all_unsuited([m.run.embedder_unsuited for m in measures]):
+        return unsupported(blind, **figures)
     return unsupported("no run has both embedded outputs and an embedded initial prompt or image", **figures)
 
 
@@ -149,11 +148,13 @@ def _divergence_kind(groups: Sequence[DivergenceGroup], kind: str) -> dict:
     }
 
 
-def divergence_finding(groups: Sequence[DivergenceGroup]) -> Finding:
+def divergence_finding(groups: Sequence[DivergenceGroup], measures: Sequence[RunMeasures]) -> Finding:
     """Sensitivity to the seed and to the prompt: valid when either can be measured."""
     seed, prompt = _divergence_kind(groups, "seed"), _divergence_kind(groups, "prompt")
     if seed["valid"] or prompt["valid"]:
         return supported(seed=seed, prompt=prompt)
+    if blind := all_unsuited([m.run.embedder_unsuited for m in measures]):
+        return unsupported(blind, seed=seed, prompt=prompt)
     return unsupported(f"{seed['reason']}, and {prompt['reason']}", seed=seed, prompt=prompt)
 
 
@@ -192,11 +193,11 @@ def section(report: Report, measures: Sequence[RunMeasures]) -> list[str]:
     usable, left_out = _unsuited(measures)
     groups = divergence_groups(usable, "seed") + divergence_groups(usable, "prompt")
     drift = report.sections["drift"] = drift_finding(measures)
-    divergence = report.sections["divergence"] = divergence_finding(groups)
+    divergence = report.sections["divergence"] = divergence_finding(groups, measures)
     lines = ["", "## 1. How did it get here, and how sensitive is it to prompt and seed?", ""]
     if left_out:
         lines.append(f"{plural(len(left_out), 'run')} left out of every embedding-based figure of this part: "
-                     f"{unsuited_reason(left_out)}.\n")
+                     f"{_left_out_reason(left_out)}.\n")
     lines += notice(drift)
     if drift.valid:
         figures = drift.figures

@@ -11,7 +11,14 @@ import numpy as np
 from tracer_pipeline.analysis.variance import eta_squared_by_factor, permanova
 from tracer_pipeline.reporting import plots
 from tracer_pipeline.reporting.data import Report, RunData
-from tracer_pipeline.reporting.findings import MIN_RUNS_PER_LEVEL, Finding, notice, supported, unsupported
+from tracer_pipeline.reporting.findings import (
+    MIN_RUNS_PER_LEVEL,
+    Finding,
+    all_unsuited,
+    notice,
+    supported,
+    unsupported,
+)
 from tracer_pipeline.reporting.measures import FACTORS, RunMeasures, factor_level
 from tracer_pipeline.reporting.sections.format import TOO_FEW, Row, figure, markdown_table, num, plural
 from tracer_pipeline.reporting.sections.topology import DiagramDistances
@@ -100,8 +107,9 @@ def outcome_figures(rows: Sequence[Row], invalid: dict[str, str]) -> dict[str, d
         best = max(usable, key=lambda r: float(r["value"]), default=None)
         reason = invalid.get(outcome)
         if reason is None and best is None:
-            reason = (f"every factor has a single level or a level with fewer than {MIN_RUNS_PER_LEVEL} runs, or the "
-                      "outcome does not vary")
+            judged = [r for r in rows if r["outcome"] == outcome and not r["too_few"]]
+            reason = ("it does not vary between runs" if judged else
+                      f"every factor has a single level or a level with fewer than {MIN_RUNS_PER_LEVEL} runs")
         ties = [str(r["factor"]) for r in usable if best is not None and r is not best
                 and abs(float(r["value"]) - float(best["value"])) < 1e-9]
         result[outcome] = {
@@ -135,13 +143,17 @@ def _strongest_lines(outcomes: dict[str, dict]) -> list[str]:
     return lines
 
 
-def factors_finding(outcomes: dict[str, dict], runs: int) -> Finding:
+def factors_finding(outcomes: dict[str, dict], runs: int, blind: str | None = None) -> Finding:
+    """Valid when some outcome can be attributed to a factor (``outcome_figures``); ``blind`` is
+    the reason when the embedding model is unsuited to every run."""
     figures = {"runs": runs, "outcomes": outcomes}
+    if blind:
+        return unsupported(blind, **figures)
     if runs < 3:
         return unsupported(f"{plural(runs, 'run')} cannot separate the effect of a factor from chance", **figures)
     if not any(o["valid"] for o in outcomes.values()):
-        return unsupported(f"no factor has two or more levels of {MIN_RUNS_PER_LEVEL} or more runs each for any "
-                           "outcome", **figures)
+        return unsupported("no outcome can be attributed to a factor: "
+                           + "; ".join(f"{name}: {o['reason']}" for name, o in outcomes.items()), **figures)
     return supported(**figures)
 
 
@@ -160,7 +172,8 @@ def section(report: Report, measures: Sequence[RunMeasures], shape: DiagramDista
         name: f"rests on the diagram distances, which cannot be trusted here: {shape.finding.reason}"
         for name in ("H1 entropy", PERMANOVA_OUTCOME)}
     outcomes = outcome_figures(rows, invalid)
-    finding = report.sections["factors"] = factors_finding(outcomes, len(usable))
+    finding = report.sections["factors"] = factors_finding(outcomes, len(usable),
+                                                           all_unsuited([m.run.embedder_unsuited for m in measures]))
     lines += notice(finding)
     if finding.valid:
         lines += _strongest_lines(outcomes)

@@ -17,7 +17,7 @@ from tracer_pipeline.reporting.compare import (
     nearest_earlier_by_end_state,
 )
 from tracer_pipeline.reporting.data import ExperimentData, Report, RunData
-from tracer_pipeline.reporting.findings import Finding, notice, resting_on, supported, unsupported
+from tracer_pipeline.reporting.findings import Finding, all_unsuited, notice, resting_on, supported, unsupported
 from tracer_pipeline.reporting.measures import MODALITIES, RunMeasures, factor_level
 from tracer_pipeline.reporting.sections import topology
 from tracer_pipeline.reporting.sections.format import (
@@ -176,10 +176,8 @@ def _attractor_finding(rows: Sequence[Row], measures: Sequence[RunMeasures], com
     if comparison is None:
         return unsupported("the store-wide comparison has not been computed yet; materialise store_comparison and "
                            "report again", **figures)
-    left_out = [m for m in measures if m.run.embedder_unsuited is not None]
-    if measures and len(left_out) == len(measures):
-        reasons = "; ".join(dict.fromkeys(str(m.run.embedder_unsuited) for m in left_out))
-        return unsupported(f"the embedding model is unsuited to every run's outputs: {reasons}", **figures)
+    if blind := all_unsuited([m.run.embedder_unsuited for m in measures]):
+        return unsupported(blind, **figures)
     return supported(**figures)
 
 

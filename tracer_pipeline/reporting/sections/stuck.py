@@ -11,7 +11,14 @@ from tracer_pipeline.analysis.cosine import unit_rows
 from tracer_pipeline.analysis.stuck import diversity_collapse
 from tracer_pipeline.reporting import plots
 from tracer_pipeline.reporting.data import Report, RunData
-from tracer_pipeline.reporting.findings import MIN_POINTS, Finding, notice, supported, unsupported
+from tracer_pipeline.reporting.findings import (
+    MIN_POINTS,
+    Finding,
+    all_unsuited,
+    notice,
+    supported,
+    unsupported,
+)
 from tracer_pipeline.reporting.measures import (
     MODALITIES,
     SEMANTIC_THRESHOLD,
@@ -127,8 +134,7 @@ def stuck_finding(measures: Sequence[RunMeasures]) -> Finding:
     blind = [modality for modality, value in similarity.items() if value is not None and value >= SEMANTIC_THRESHOLD]
     semantic_reason = None
     if not suited:
-        reasons = list(dict.fromkeys(str(m.run.embedder_unsuited) for m in measures))
-        semantic_reason = "the embedding model is unsuited to every run's outputs: " + "; ".join(reasons[:2])
+        semantic_reason = all_unsuited([m.run.embedder_unsuited for m in measures])
     elif blind:
         semantic_reason = (f"the embedding model cannot tell apart the first {' or '.join(blind)} outputs of runs "
                            f"started from different prompts (median cosine similarity "
@@ -151,10 +157,12 @@ def stuck_finding(measures: Sequence[RunMeasures]) -> Finding:
     return supported(**figures)
 
 
-def recurrence_finding(representatives: Sequence[RunData]) -> Finding:
+def recurrence_finding(representatives: Sequence[RunData], measures: Sequence[RunMeasures]) -> Finding:
     """Recurrence matrices say something only for runs of ``MIN_POINTS`` embedded outputs or more."""
     lengths = [int(trajectory_rows(r).shape[0]) for r in representatives]
     figures = {"run_ids": [r.run_id for r in representatives], "embedded_outputs": lengths}
+    if blind := all_unsuited([m.run.embedder_unsuited for m in measures]):
+        return unsupported(blind, **figures)
     if not representatives:
         return unsupported("no run has two embedded outputs", **figures)
     if max(lengths) < MIN_POINTS:
@@ -221,7 +229,7 @@ def section(report: Report, measures: Sequence[RunMeasures]) -> list[str]:
     if measures:
         lines += figure(report, "stuck_timeline.png", plots.stuck_timeline_figure(measures), "stuck timeline")
     representatives = _representatives(suited)
-    recurrence = report.sections["recurrence"] = recurrence_finding(representatives)
+    recurrence = report.sections["recurrence"] = recurrence_finding(representatives, measures)
     lines += notice(recurrence)
     if recurrence.valid:
         lines += figure(report, "recurrence.png", plots.recurrence_figure(representatives), "recurrence")

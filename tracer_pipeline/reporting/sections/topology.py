@@ -17,6 +17,7 @@ from tracer_pipeline.reporting.findings import (
     MIN_H1_FRACTION,
     MIN_POINTS,
     Finding,
+    all_unsuited,
     notice,
     supported,
     unsupported,
@@ -70,11 +71,12 @@ def surrogate_total_persistence(run: RunData) -> float | None:
 
 
 def diagram_distances(runs: Sequence[RunData], comparison: StoreComparison | None) -> DiagramDistances:
-    """Diagram distances between ``runs`` (this experiment's, with diagrams, of outputs the
-    embedder is suited to) and whether they say anything: at least two runs, and at least
+    """Diagram distances between ``runs`` (this experiment's) with diagrams, of outputs the
+    embedder is suited to, and whether they say anything: at least two runs, and at least
     ``MIN_H1_FRACTION`` of them with a finite H1 bar. Baseline: each run's total H1 persistence
     against that of its shuffled-increments surrogate."""
-    with_diagram = [r for r in runs if r.diagram]
+    blind = all_unsuited([r.embedder_unsuited for r in runs])
+    with_diagram = [r for r in runs if r.diagram and r.embedder_unsuited is None]
     with_h1 = [r for r in with_diagram if _finite_h1(r).size]
     points = [int(trajectory_rows(r).shape[0]) for r in with_diagram]
     matrix = h1_wasserstein(with_diagram, comparison) if len(with_diagram) >= 2 else None
@@ -90,7 +92,9 @@ def diagram_distances(runs: Sequence[RunData], comparison: StoreComparison | Non
         "surrogate_median_total_h1_persistence": median([s for _, s in compared]),
         "runs_above_surrogate": sum(total > s for total, s in compared), "runs_with_surrogate": len(compared),
     }
-    if len(with_diagram) < 2:
+    if blind:
+        finding = unsupported(blind, **figures)
+    elif len(with_diagram) < 2:
         finding = unsupported(f"{plural(len(with_diagram), 'run')} with a persistence diagram; distances need two",
                               **figures)
     elif len(with_h1) < 2 or len(with_h1) < MIN_H1_FRACTION * len(with_diagram):
