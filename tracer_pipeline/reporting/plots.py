@@ -181,8 +181,11 @@ def distance_heatmap_figure(matrix: np.ndarray, runs: Sequence[RunData], title: 
             axes.axhline(boundary - 0.5, color="white", lw=0.8)
             axes.axvline(boundary - 0.5, color="white", lw=0.8)
         if labelled:
-            labels = [textwrap.shorten(f"{runs[i].network_name} · {factor_level(runs[i], 'prompt') or ''}",
-                                       HEATMAP_LABEL_CHARS, placeholder="…") + f" · s{runs[i].seed}" for i in order]
+            # The network only where it tells runs apart; the prompt shortened, the seed in full.
+            several = len(set(networks)) > 1
+            labels = [(f"{runs[i].network_name} · " if several else "")
+                      + textwrap.shorten(factor_level(runs[i], "prompt") or "", HEATMAP_LABEL_CHARS, placeholder="…")
+                      + f" · s{runs[i].seed}" for i in order]
             axes.set_yticks(range(len(order)), labels, fontsize=5)
             axes.set_xticks(range(len(order)), labels, fontsize=5, rotation=90)
         else:

@@ -86,3 +86,23 @@ def test_per_invocation_runs_give_the_same_bytes_in_fresh_stores_and_when_resume
     def outputs(store):
         return {r: [(i.seed, i.output_sha256) for i in store.invocations(r)] for r in ids}
     assert outputs(stores[0]) == outputs(stores[1])
+
+
+def test_clusters_are_stored_per_output_and_recomputed_only_when_the_embeddings_change(tmp_path, pool):
+    from tracer_pipeline.tracing.clusters import cluster_experiment
+    from tracer_pipeline.tracing.embeddings import embed_runs
+
+    store = TraceStore(f"sqlite:///{tmp_path / 'trace.sqlite'}")
+    config = {**CONFIG, "stop_when_stuck": False, "seeds": [1, 2, 3], "max_length": 10}
+    ids = store.register_experiment(parse_experiment(config, "x"))
+    run_invocations(store, pool, ids)
+    embed_runs(store, pool, ids)
+    [first] = cluster_experiment(store, "seeds")
+    assert not first.skipped and first.outputs == 30
+    stored = store.clusters(["seeds"])
+    assert len(stored) == 30 and {(r.run_id, r.sequence_number) for r in stored} == {
+        (r, s) for r in ids for s in range(10)}
+    # With a fixed seed each run repeats one image and one caption: states HDBSCAN finds.
+    assert first.clusters >= 1 and sum(r.is_medoid for r in stored) == first.clusters
+    [again] = cluster_experiment(store, "seeds")
+    assert again.skipped and store.clusters(["seeds"]) == stored

@@ -173,11 +173,11 @@ def _attractor_finding(rows: Sequence[Row], measures: Sequence[RunMeasures], com
     """Attractors need the store comparison and runs of outputs the embedder is suited to."""
     figures = {"attractors": len(rows), "shared_with_other_experiments": sum(int(r["other_runs"]) > 0 for r in rows),
                "threshold": threshold}
+    if blind := all_unsuited([m.run.embedder_unsuited for m in measures]):
+        return unsupported(blind, **figures)
     if comparison is None:
         return unsupported("the store-wide comparison has not been computed yet; materialise store_comparison and "
                            "report again", **figures)
-    if blind := all_unsuited([m.run.embedder_unsuited for m in measures]):
-        return unsupported(blind, **figures)
     return supported(**figures)
 
 

@@ -124,5 +124,8 @@ def lines(shape: DiagramDistances) -> list[str]:
                 f"\n*Baseline:* the median total H1 persistence of a run is {num(f['median_total_h1_persistence'])}, "
                 f"and {num(f['surrogate_median_total_h1_persistence'])} for a random walk of the same steps in a "
                 f"shuffled order; **{f['runs_above_surrogate']} of {f['runs_with_surrogate']}** runs have more than "
-                "their walk — loops a run makes by returning where it was, not by chance.")
+                "their walk" + (" — loops made by returning where they were, not by chance." if
+                                f["runs_above_surrogate"] > f["runs_with_surrogate"] / 2 else
+                                ": most runs' loops are no larger than a walk of the same steps would make by chance, "
+                                "so their diagrams say how far the runs wander more than where they return."))
     return result
