@@ -7,6 +7,8 @@ A run is one (network, prompt or initial image, seed). Its identity, ``run_id``,
      "prompt": <text or null>, "initial_image_sha256": <sha256 of the pixels or null>,
      "seed": <int>}
 
+plus ``"seed_mode": "per_invocation"`` when a run draws a new seed per invocation (the default,
+``"fixed"``, is left out, so the ids of runs made before seed modes existed stay the same),
 serialised as JSON with sorted keys and no spaces. ``max_length`` is not part of it: a longer
 run extends the stored prefix of a shorter one, and the same run named by two experiments is
 one run. Model aliases resolve to the canonical name first, so ``clip-vit-base-patch32`` and
@@ -37,8 +39,13 @@ MAX_SEED = 2**63 - 1
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 KNOWN_KEYS = {
     "name", "networks", "seeds", "prompts", "initial_images", "embedding_models", "max_length",
-    "stop_when_stuck", "max_homology_dim", "seed_schedule",
+    "stop_when_stuck", "max_homology_dim", "seed_schedule", "seed_mode",
 }
+# "fixed": every invocation uses the run's seed, so a run is the orbit of a deterministic map and
+# an exact repeat is final. "per_invocation": invocation i's seed is derived from the run's seed
+# and i (tracing.seeds.invocation_seed), so replicates differ and nothing repeats for certain.
+SEED_MODES = ("fixed", "per_invocation")
+DEFAULT_SEED_MODE = "fixed"
 
 
 def canonical_json(value: Any) -> str:
@@ -63,14 +70,18 @@ class RunSpec:
     prompt: str | None = None
     initial_image_path: str | None = None
     initial_image_sha256: str | None = None
+    seed_mode: str = DEFAULT_SEED_MODE
 
     def canonical(self) -> dict[str, Any]:
-        return {
+        spec: dict[str, Any] = {
             "network": [get_model(name).identity() for name in self.network],
             "prompt": self.prompt,
             "initial_image_sha256": self.initial_image_sha256,
             "seed": self.seed,
         }
+        if self.seed_mode != DEFAULT_SEED_MODE:
+            spec["seed_mode"] = self.seed_mode
+        return spec
 
     @cached_property
     def run_id(self) -> str:
@@ -98,6 +109,7 @@ class Experiment:
     stop_when_stuck: bool = True
     max_homology_dim: int = 1
     seed_schedule: SeedSchedule | None = None
+    seed_mode: str = DEFAULT_SEED_MODE
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -111,10 +123,11 @@ class Experiment:
             starts_with_text = get_model(network[0]).input_modality is Modality.TEXT
             for seed in (*self.seeds, *extra_seeds):
                 if starts_with_text:
-                    specs.extend(RunSpec(network, seed, prompt=p) for p in self.prompts)
+                    specs.extend(RunSpec(network, seed, prompt=p, seed_mode=self.seed_mode) for p in self.prompts)
                 else:
                     specs.extend(
-                        RunSpec(network, seed, initial_image_path=path, initial_image_sha256=digest)
+                        RunSpec(network, seed, initial_image_path=path, initial_image_sha256=digest,
+                                seed_mode=self.seed_mode)
                         for path, digest in self.initial_images
                     )
         return specs
@@ -305,6 +318,12 @@ def parse_experiment(
     if not _is_int(max_dim) or max_dim not in (0, 1, 2):
         problems.append(f"max_homology_dim: expected 0, 1 or 2, got {max_dim!r}")
 
+    seed_mode = data.get("seed_mode", DEFAULT_SEED_MODE)
+    if seed_mode not in SEED_MODES:
+        problems.append(f"seed_mode: expected one of {', '.join(repr(m) for m in SEED_MODES)}, got {seed_mode!r} "
+                        "(\"fixed\": every invocation uses the run's seed; \"per_invocation\": a new seed per "
+                        "invocation, derived from the run's seed)")
+
     schedule = None
     if "seed_schedule" in data:
         schedule = _check_seed_schedule(data["seed_schedule"], problems)
@@ -315,7 +334,7 @@ def parse_experiment(
         name=name, source=source, networks=tuple(networks), seeds=tuple(seeds),
         prompts=tuple(prompts), initial_images=tuple(images), embedding_models=tuple(embedders),
         max_length=max_length, stop_when_stuck=stop_when_stuck, max_homology_dim=max_dim,
-        seed_schedule=schedule, raw=data,
+        seed_schedule=schedule, seed_mode=seed_mode, raw=data,
     )
 
 

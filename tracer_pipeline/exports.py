@@ -118,8 +118,13 @@ def contact_sheet(cells: list[tuple[int, Image.Image, str | None]], title: str) 
 def export_data(
     store: TraceStore, run_ids: list[str], out: Path, experiments: list[str] | None = None
 ) -> dict[str, Path]:
-    """Write runs, invocations, embeddings and persistence_diagrams as Parquet tables, and the
-    analysis tables of the experiments' reports as ``analysis_<table>.parquet``."""
+    """Write runs, invocations, embeddings, persistence_diagrams and clusters as Parquet tables,
+    and the analysis tables of the experiments' reports as ``analysis_<table>.parquet``.
+
+    ``embeddings`` also holds each run's reference embedding (its initial prompt or image) with
+    ``sequence_number`` −1 and no invocation; ``clusters`` holds the cluster of each output per
+    experiment and embedding model (−1 for noise), for the experiments asked for (every one when
+    ``experiments`` is None)."""
     out.mkdir(parents=True, exist_ok=True)
     runs = store.get_runs(run_ids)
     tables: dict[str, pl.DataFrame] = {}
@@ -141,6 +146,12 @@ def export_data(
                 "duration_s": (inv.completed_at - inv.started_at).total_seconds(), "error": inv.error,
             })
         for model in r.embedding_models:
+            reference = store.reference_embedding(r.run_id, model)
+            if reference is not None:
+                # The initial prompt or image, before step 0: what drift is measured from.
+                embedding_rows.append({"invocation_id": None, "run_id": r.run_id, "sequence_number": -1,
+                                       "embedding_model": model,
+                                       "vector": np.asarray(reference[1], dtype=np.float32).tolist()})
             ids = store.embedding_ids(r.run_id, model)
             seqs, _, vectors = store.trajectory(r.run_id, model)
             for (inv_id, seq), vector in zip(ids, vectors, strict=True):
@@ -161,6 +172,13 @@ def export_data(
     tables["persistence_diagrams"] = pl.DataFrame(diagram_rows, schema={
         "run_id": pl.String, "embedding_model": pl.String, "subset": pl.String, "homology_dim": pl.Int64,
         "birth": pl.Float64, "death": pl.Float64})
+    wanted = set(run_ids)
+    tables["clusters"] = pl.DataFrame([{
+        "experiment": c.experiment, "run_id": c.run_id, "sequence_number": c.sequence_number,
+        "embedding_model": c.embedding_model, "modality": c.modality, "cluster": c.cluster, "is_medoid": c.is_medoid,
+    } for c in store.clusters(experiments) if c.run_id in wanted], schema={
+        "experiment": pl.String, "run_id": pl.String, "sequence_number": pl.Int64, "embedding_model": pl.String,
+        "modality": pl.String, "cluster": pl.Int64, "is_medoid": pl.Boolean})
     for name, rows in store.report_tables(experiments).items():
         tables[f"analysis_{name}"] = pl.DataFrame(rows, infer_schema_length=None)
     paths = {}

@@ -60,6 +60,24 @@ def test_report_command_writes_the_report_where_asked(finished, tmp_path):
     assert missing.returncode == 1 and "no experiment named 'nope'" in missing.stderr
 
 
+def test_report_json_says_per_embedding_model_what_each_section_can_support(finished):
+    data, _ = finished
+    result = tracer("report", "cli", "--json", "--embedding-model", "DummyEmbed", data_dir=data)
+    document = json.loads(result.stdout)
+    assert document["experiment"] == "cli" and list(document["embedding_models"]) == ["DummyEmbed"]
+    sections = document["embedding_models"]["DummyEmbed"]["sections"]
+    assert {"drift", "divergence", "stuck", "recurrence", "diagram_distances", "attractors", "factors",
+            "clusters"} <= set(sections)
+    for name, finding in sections.items():
+        assert isinstance(finding["valid"], bool) and (finding["reason"] is None) == finding["valid"], name
+    # Runs of at most 6 outputs: too short for a loop or a recurrence matrix, and the report says so.
+    assert not sections["diagram_distances"]["valid"] and not sections["recurrence"]["valid"]
+    markdown = (data / "reports" / "cli" / "report.md").read_text()
+    assert f"**Not answered here:** {sections['diagram_distances']['reason']}." in markdown
+    unknown = tracer("report", "cli", "--embedding-model", "SceneCLIP", data_dir=data, check=False)
+    assert unknown.returncode == 2 and "experiment cli does not use SceneCLIP; it uses DummyEmbed" in unknown.stderr
+
+
 def test_list_runs_json(finished):
     data, _ = finished
     rows = json.loads(tracer("list-runs", "--experiment", "cli", "--json", data_dir=data).stdout)
@@ -124,8 +142,18 @@ def test_export_data_matches_the_store(finished, tmp_path):
     first = invocations.filter(pl.col("run_id") == run_id).sort("sequence_number")
     assert first["output_text"].to_list() == [i.output_text for i in store.invocations(run_id)]
     _, _, vectors = store.trajectory(run_id, "DummyEmbed")
-    exported = embeddings.filter(pl.col("run_id") == run_id).sort("sequence_number")["vector"].to_list()
+    mine = embeddings.filter(pl.col("run_id") == run_id).sort("sequence_number")
+    exported = mine.filter(pl.col("sequence_number") >= 0)["vector"].to_list()
     assert np.array_equal(np.array(exported, dtype=np.float32), vectors)
+    # The initial prompt's embedding, what drift is measured from, comes first as step −1.
+    reference = mine.filter(pl.col("sequence_number") == -1)
+    assert reference.height == 1 and reference["invocation_id"][0] is None
+    assert np.array_equal(np.array(reference["vector"][0], dtype=np.float32),
+                          store.reference_embedding(run_id, "DummyEmbed")[1])
+    clusters = pl.read_parquet(out / "clusters.parquet")
+    assert {"run_id", "sequence_number", "embedding_model", "cluster"} <= set(clusters.columns)
+    assert clusters.height == embeddings.filter(pl.col("sequence_number") >= 0).height
+    assert clusters["cluster"].min() >= -1
     h0 = diagrams.filter((pl.col("run_id") == run_id) & (pl.col("subset") == "all") & (pl.col("homology_dim") == 0))
     assert h0["death"].is_infinite().sum() == 1
     metrics = pl.read_parquet(out / "analysis_run_metrics.parquet")

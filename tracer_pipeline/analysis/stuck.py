@@ -1,6 +1,6 @@
 """Is a run stuck? Exact periodic orbits, semantic stagnation, recurrence, collapse of diversity.
 
-Every invocation of a run uses the run's seed, so a run is the orbit of a deterministic map:
+With a fixed seed (every invocation uses the run's seed) a run is the orbit of a deterministic map:
 output t is the input of invocation t + 1, made by the model at network position
 (t + 1) mod L for a network of L models. Hence if output j equals an earlier output i at the
 same network position (i ≡ j mod L), every later output repeats with period p = j − i.

@@ -109,28 +109,51 @@ def _print_summary(store: TraceStore, run_ids: list[str], seconds: float) -> Non
 @click.command("report")
 @click.argument("experiment")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also copy the report (Markdown and PNG figures) into this folder.")
+              help="Also copy the report (Markdown, PNG figures and report.json) into this folder.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the report's findings as JSON (every section, per embedding model, with whether its "
+                   "data can support it and why not) instead of the report's path.")
+@click.option("--embedding-model", help="Report on this one of the experiment's embedding models only "
+                                        "(default: every one).")
 @pass_context
-def report_command(obj: Context, experiment: str, out: Path | None) -> None:
-    """Compare the store's runs and write EXPERIMENT's report (also shown in the UI as the
-    experiment_report asset): drift and sensitivity, stuck runs, what the store has seen before,
-    and which factor dominates.
+def report_command(obj: Context, experiment: str, out: Path | None, as_json: bool,
+                   embedding_model: str | None) -> None:
+    """Compare the store's runs, cluster EXPERIMENT's outputs and write its report (also shown in
+    the UI as the experiment_report asset): drift and sensitivity, stuck runs, what the store has
+    seen before, which factor dominates and which states the runs pass through, for each
+    embedding model — each section saying whether its data can support an answer, and why not.
 
     \b
     Example:
       trajectory-tracer report quickstart --out report/
+      trajectory-tracer report quickstart --json --embedding-model SceneCLIP
     """
     from tracer_pipeline.cli.launcher import Launcher
+    from tracer_pipeline.errors import UnknownModelError
+    from tracer_pipeline.models.registry import get_model
+    from tracer_pipeline.reporting.files import JSON_NAME
+    from tracer_pipeline.reporting.gather import embedding_models
 
-    obj.store.require_experiment(experiment)
-    outcome = Launcher(obj.settings, obj.verbose).report(experiment)
+    models = embedding_models(obj.store, experiment)
+    if embedding_model is not None:
+        try:
+            embedding_model = get_model(embedding_model).name
+        except UnknownModelError as exc:
+            fail(f"--embedding-model: {exc}", code=2)
+        if embedding_model not in models:
+            fail(f"--embedding-model: experiment {experiment} does not use {embedding_model}; it uses "
+                 f"{', '.join(models)}", code=2)
+    outcome = Launcher(obj.settings, obj.verbose).report(experiment, embedding_model)
     if outcome.failure:
         fail(outcome.failure)
     path = outcome.path
     if out is not None:
         shutil.copytree(path.parent, out, dirs_exist_ok=True)
         path = out / path.name
-    click.echo(f"report: {path}")
+    if as_json:
+        click.echo((path.parent / JSON_NAME).read_text(encoding="utf-8"), nl=False)
+    else:
+        click.echo(f"report: {path}")
 
 
 @click.command("train-sceneworld")

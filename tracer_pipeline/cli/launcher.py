@@ -109,12 +109,15 @@ class Launcher:
                 after_each()
         return failures
 
-    def report(self, experiment: str) -> ReportOutcome:
-        """Compare the store's runs and write the experiment's report, through Dagster."""
+    def report(self, experiment: str, embedding_model: str | None = None) -> ReportOutcome:
+        """Compare the store's runs, cluster the experiment's outputs and write its report (on
+        ``embedding_model`` only, when given), through Dagster."""
         self.instance.add_dynamic_partitions(experiments_partitions.name, [experiment])
+        run_config = {**self._run_config(),
+                      "ops": {"experiment_report": {"config": {"embedding_model": embedding_model}}}}
         result = self.defs.resolve_job_def("report").execute_in_process(
             instance=self.instance, partition_key=experiment, tags=self._tags(experiment),
-            run_config=self._run_config(), raise_on_error=False,
+            run_config=run_config, raise_on_error=False,
         )
         if not result.success:
             return ReportOutcome(None, "; ".join(step_failures(result)) or "report: unknown error")

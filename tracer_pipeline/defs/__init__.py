@@ -19,6 +19,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_p
 def build_defs(settings: Settings) -> dg.Definitions:
     """The code location: assets, jobs, sensors, seed schedules, resources and executor."""
     from tracer_pipeline.defs.assets.analysis import experiment_report, store_comparison
+    from tracer_pipeline.defs.assets.clusters import clusters
     from tracer_pipeline.defs.assets.sceneworld import sceneworld_models
     from tracer_pipeline.defs.jobs import TRACE_ASSETS, report_job, trace_job
     from tracer_pipeline.defs.resources import build_resources
@@ -29,7 +30,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
     # process would reload every model and cost about 2 s more).
     executor = dg.in_process_executor if settings.executor == "in_process" else dg.multiprocess_executor
     return dg.Definitions(
-        assets=[*TRACE_ASSETS, store_comparison, experiment_report, sceneworld_models],
+        assets=[*TRACE_ASSETS, store_comparison, clusters, experiment_report, sceneworld_models],
         jobs=[trace_job, report_job],
         sensors=[experiments_sensor, reports_sensor],
         schedules=seed_schedules(settings.experiments_dir),

@@ -1,6 +1,7 @@
 import dagster as dg
 
 from tracer_pipeline.defs.assets.analysis import experiment_report, store_comparison
+from tracer_pipeline.defs.assets.clusters import clusters
 from tracer_pipeline.defs.assets.diagrams import persistence_diagrams
 from tracer_pipeline.defs.assets.embeddings import embeddings
 from tracer_pipeline.defs.assets.invocations import invocations
@@ -19,7 +20,8 @@ trace_job = dg.define_asset_job(
 
 report_job = dg.define_asset_job(
     "report",
-    selection=dg.AssetSelection.assets(store_comparison, experiment_report),
+    selection=dg.AssetSelection.assets(store_comparison, clusters, experiment_report),
     partitions_def=experiments_partitions,
-    description="Compare every stored run (diagram distances, attractors) and write an experiment's report.",
+    description="Compare every stored run (diagram distances, attractors), cluster an experiment's outputs and "
+                "write its report.",
 )

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from tracer_pipeline.config import network_label
+from tracer_pipeline.reporting.findings import Finding
 from tracer_pipeline.status import RunStatus
 
 
@@ -37,10 +38,34 @@ class RunData:
     images: tuple[tuple[int, Image.Image], ...] = ()  # (sequence number, image), a few, for contact sheets
 
     factors: dict[str, str] = field(default_factory=dict)  # t2i_model, i2t_model, network, prompt, seed
+    embedder_unsuited: str | None = None  # why this embedding model cannot place the run's outputs
+    seed_mode: str = "fixed"
 
     @property
     def network_name(self) -> str:
         return network_label(self.network)
+
+
+@dataclass(frozen=True)
+class ClusterMedoid:
+    """The output at the centre of a cluster: its caption or its image."""
+
+    cluster: int
+    modality: str
+    run_id: str
+    sequence_number: int
+    caption: str | None
+    image: Image.Image | None
+
+
+@dataclass(frozen=True)
+class ClusterData:
+    """The clusters of an experiment's outputs for one embedding model (``tracing.clusters``):
+    run id → sequence number → cluster (−1 for noise), and each cluster's medoid."""
+
+    labels: dict[str, dict[int, int]]
+    medoids: tuple[ClusterMedoid, ...]
+    min_cluster_size: int
 
 
 @dataclass(frozen=True)
@@ -49,6 +74,7 @@ class ExperimentData:
     embedding_model: str
     runs: list[RunData]  # this experiment's runs
     store_runs: list[RunData]  # every run in the store embedded by this model (this experiment's included)
+    clusters: ClusterData | None = None  # None until the clusters asset has run
 
 
 @dataclass
@@ -60,3 +86,4 @@ class Report:
     markdown: str
     figures: dict[str, bytes] = field(default_factory=dict)
     tables: dict[str, list[dict]] = field(default_factory=dict)
+    sections: dict[str, Finding] = field(default_factory=dict)  # reporting.findings.SECTIONS

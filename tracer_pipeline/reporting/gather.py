@@ -5,9 +5,11 @@ from __future__ import annotations
 from tracer_pipeline.config import network_label
 from tracer_pipeline.models.base import ModelKind
 from tracer_pipeline.models.registry import get_model
-from tracer_pipeline.reporting.data import ExperimentData, RunData
+from tracer_pipeline.models.suitability import unsuited_reason
+from tracer_pipeline.reporting.data import ClusterData, ClusterMedoid, ExperimentData, RunData
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store import RunRecord, TraceStore
+from tracer_pipeline.tracing.clusters import MIN_CLUSTER_SIZE
 
 CONTACT_IMAGES = 8
 
@@ -46,6 +48,8 @@ def run_data(store: TraceStore, run: RunRecord, embedding_model: str, order: int
         images=tuple((i.sequence_number, i.output) for i in image_invocations[::step][:CONTACT_IMAGES])
         if images else (),
         factors=factors(run),
+        embedder_unsuited=unsuited_reason(embedding_model, run.network),
+        seed_mode=run.seed_mode,
     )
 
 
@@ -62,11 +66,34 @@ def store_runs(store: TraceStore, embedding_model: str) -> list[RunData]:
             for run in everything if embedding_model in run.embedding_models]
 
 
+def embedding_models(store: TraceStore, experiment: str) -> list[str]:
+    """The experiment's embedding models by their canonical names, in config order."""
+    return [get_model(name).name for name in store.require_experiment(experiment).config["embedding_models"]]
+
+
+def cluster_data(store: TraceStore, experiment: str, embedding_model: str) -> ClusterData | None:
+    """The experiment's stored clusters for ``embedding_model`` with each medoid's output, or
+    None when the clusters asset has not run for it."""
+    records = store.clusters([experiment], embedding_model)
+    if not records:
+        return None
+    labels: dict[str, dict[int, int]] = {}
+    for r in records:
+        labels.setdefault(r.run_id, {})[r.sequence_number] = r.cluster
+    found = []
+    for r in (r for r in records if r.is_medoid):
+        output = next(i for i in store.invocations(r.run_id) if i.sequence_number == r.sequence_number)
+        found.append(ClusterMedoid(r.cluster, r.modality, r.run_id, r.sequence_number,
+                                   output.output_text if output.output_type == "text" else None,
+                                   output.output if output.output_type == "image" else None))
+    return ClusterData(labels, tuple(sorted(found, key=lambda m: m.cluster)), MIN_CLUSTER_SIZE)
+
+
 def experiment_data(store: TraceStore, experiment: str, embedding_model: str | None = None) -> ExperimentData:
     """An experiment's runs and every stored run embedded by the same model (for comparisons
-    across the whole store). The embedding model defaults to the experiment's first."""
-    row = store.require_experiment(experiment)
-    model = get_model(embedding_model or row.config["embedding_models"][0]).name
+    across the whole store), with the experiment's clusters. The embedding model defaults to
+    the experiment's first."""
+    model = get_model(embedding_model or embedding_models(store, experiment)[0]).name
     own = set(store.experiment_run_ids(experiment))
     everything, order = _ordered(store)
     runs, all_runs = [], []
@@ -77,4 +104,4 @@ def experiment_data(store: TraceStore, experiment: str, embedding_model: str | N
         all_runs.append(data)
         if run.run_id in own:
             runs.append(data)
-    return ExperimentData(experiment, model, runs, all_runs)
+    return ExperimentData(experiment, model, runs, all_runs, cluster_data(store, experiment, model))

@@ -60,10 +60,13 @@ def exact_orbit(run: RunData) -> PeriodicOrbit | None:
     hashes with the network length), or None.
 
     The engine also compares outputs with the initial input, which sits at network position
-    L − 1 before step 0 and is not among the output hashes. A run it stopped as stuck (status
+    L − 1 before step 0 and is not among the output hashes. Runs with a seed per invocation
+    have no exact orbit: their map changes at every step. A run it stopped as stuck (status
     "stuck") with no repeat among its outputs therefore repeated its initial input at its last
     step n − 1, so its outputs are periodic from step 0 with period n.
     """
+    if run.seed_mode != "fixed":
+        return None  # a new seed per invocation: a repeated output says nothing about the next one
     length = len(run.network)
     orbit = find_periodic_orbit(run.output_hashes, length)
     count = len(run.output_hashes)
@@ -117,14 +120,16 @@ class RunMeasures:
 
 
 def measure_run(run: RunData) -> RunMeasures:
-    """Drift, step distances, exact and semantic stuckness and diagram entropies of one run."""
+    """Drift, step distances, exact and semantic stuckness and diagram entropies of one run.
+    Semantic stuckness is not measured where the embedding model is unsuited to the run's
+    outputs (``RunData.embedder_unsuited``): it would read the embedder's blindness as stuckness."""
     rows = trajectory_rows(run)
     drift = None
     if run.reference is not None and rows.shape[0]:
         drift = drift_from_reference(rows, run.reference)
     step_distance = step_distances(rows) if rows.shape[0] >= 2 else np.zeros(0)
     semantic = None
-    if rows.shape[0] >= 2:
+    if rows.shape[0] >= 2 and run.embedder_unsuited is None:
         start = semantic_stuck_start(rows, SEMANTIC_THRESHOLD, SEMANTIC_WINDOW, lag=rows_per_cycle(run))
         semantic = None if start is None else run.trajectory_seqs[start]
     summary = diagram_summary(run.diagram) if run.diagram else {}

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 from PIL import Image
 
 from tracer_pipeline.analysis.stuck import recurrence_matrix
@@ -31,6 +32,9 @@ STYLE = {"font.size": 7, "axes.titlesize": 8, "axes.labelsize": 7, "legend.fonts
          "xtick.labelsize": 6, "ytick.labelsize": 6}
 MAX_TIMELINE_ROWS = 60
 MAX_HEATMAP_LABELS = 40
+HEATMAP_LABEL_CHARS = 28
+PROMPT_STYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
+SYMLOG_LINEAR = 1e-3
 THUMBNAIL_PX = 96
 # Stuck marks in black and grey, so that they never take a network's colour.
 EXACT_STYLE = {"color": "black", "lw": 2.5}
@@ -65,23 +69,36 @@ def _short(run_id: str) -> str:
     return run_id[:8]
 
 
+def _prompt_styles(prompts: Sequence[str]) -> dict[str, object]:
+    """A fixed line style per prompt (sorted), so that runs of one network from different prompts
+    can be told apart; styles cycle past ``len(PROMPT_STYLES)`` prompts."""
+    return {p: PROMPT_STYLES[i % len(PROMPT_STYLES)] for i, p in enumerate(sorted(set(prompts)))}
+
+
 def drift_figure(measures: Sequence[RunMeasures]) -> bytes:
     """Left: cosine distance of each output from the run's initial prompt (or image) per step,
-    one line per run coloured by network. Right: cosine distance between consecutive embedded
-    outputs."""
+    one line per run, coloured by network and dashed by prompt. Right: cosine distance between
+    consecutive embedded outputs."""
     colours = _network_colours([m.run.network_name for m in measures])
+    prompts = {m.run.run_id: factor_level(m.run, "prompt") or "" for m in measures}
+    styles = _prompt_styles(list(prompts.values()))
     with matplotlib.rc_context(STYLE):
-        figure = _figure(2.8)
+        figure = _figure(3.2)
         drift_axes, step_axes = figure.subplots(1, 2)
         for m in measures:
-            colour = colours[m.run.network_name]
+            style = {"color": colours[m.run.network_name], "linestyle": styles[prompts[m.run.run_id]],
+                     "lw": 0.8, "alpha": 0.7}
             if m.drift is not None:
-                drift_axes.plot(m.steps, m.drift, color=colour, lw=0.8, alpha=0.7)
+                drift_axes.plot(m.steps, m.drift, **style)
             if m.step_distance.size:
-                step_axes.plot(m.steps[1:], m.step_distance, color=colour, lw=0.8, alpha=0.7)
+                step_axes.plot(m.steps[1:], m.step_distance, **style)
         drift_axes.set(title="Drift from the initial prompt", xlabel="step", ylabel="cosine distance")
         step_axes.set(title="Step-to-step distance", xlabel="step", ylabel="cosine distance")
         _network_legend(drift_axes, colours)
+        if len(styles) > 1:
+            handles = [Line2D([], [], color="black", linestyle=style, lw=0.8, label=textwrap.shorten(p, 40))
+                       for p, style in styles.items()]
+            step_axes.legend(handles=handles, loc="best", frameon=False, title="prompt")
         return _png(figure)
 
 
@@ -97,9 +114,11 @@ def divergence_figure(groups: Sequence[DivergenceGroup]) -> bytes:
             mine = [g for g in groups if g.kind == kind]
             for group in mine:
                 axes.plot(group.steps, group.distance, color=colours[group.network], lw=0.9, alpha=0.8)
-            # Log scale shows exponential growth as a line; it needs a positive value to show at all.
+            # Log scale shows exponential growth as a line; symmetric-log keeps a zero D(t) (runs
+            # that have not come apart) visible on a linear stretch below SYMLOG_LINEAR.
             if any(np.any(g.distance > 0) for g in mine):
-                axes.set_yscale("log", nonpositive="mask")
+                axes.set_yscale("symlog", linthresh=SYMLOG_LINEAR)
+                axes.set_ylim(bottom=0)
             axes.set(title=titles[kind], xlabel="step")
         panels["seed"].set_ylabel("mean pairwise cosine distance D(t)")
         _network_legend(panels["seed"], colours)
@@ -150,8 +169,10 @@ def distance_heatmap_figure(matrix: np.ndarray, runs: Sequence[RunData], title: 
     order = _factor_order(runs)
     ordered = np.asarray(matrix)[np.ix_(order, order)]
     size = min(6.0, 2.5 + 0.12 * len(runs))
+    labelled = len(order) <= MAX_HEATMAP_LABELS
     with matplotlib.rc_context(STYLE):
-        figure = _figure(size, width=size + 1.8)
+        # Room for the row labels on the left and the column labels below (constrained layout).
+        figure = _figure(size + (1.2 if labelled else 0), width=size + (3.4 if labelled else 1.8))
         axes = figure.subplots()
         image = axes.imshow(ordered, cmap="magma_r", interpolation="nearest")
         figure.colorbar(image, ax=axes, shrink=0.8)
@@ -159,11 +180,14 @@ def distance_heatmap_figure(matrix: np.ndarray, runs: Sequence[RunData], title: 
         for boundary in (i for i in range(1, len(order)) if networks[i] != networks[i - 1]):
             axes.axhline(boundary - 0.5, color="white", lw=0.8)
             axes.axvline(boundary - 0.5, color="white", lw=0.8)
-        if len(order) <= MAX_HEATMAP_LABELS:
-            labels = [f"{runs[i].network_name} · {(factor_level(runs[i], 'prompt') or '')[:18]} · {runs[i].seed}"
-                      for i in order]
+        if labelled:
+            # The network only where it tells runs apart; the prompt shortened, the seed in full.
+            several = len(set(networks)) > 1
+            labels = [(f"{runs[i].network_name} · " if several else "")
+                      + textwrap.shorten(factor_level(runs[i], "prompt") or "", HEATMAP_LABEL_CHARS, placeholder="…")
+                      + f" · s{runs[i].seed}" for i in order]
             axes.set_yticks(range(len(order)), labels, fontsize=5)
-            axes.set_xticks([])
+            axes.set_xticks(range(len(order)), labels, fontsize=5, rotation=90)
         else:
             axes.set(xticks=[], yticks=[])
         axes.set_title(title)
@@ -256,8 +280,8 @@ class ContactRow:
     caption: str | None
 
 
-def contact_sheet_figure(rows: Sequence[ContactRow], columns: int = 6) -> bytes:
-    """Rows of thumbnails (at most ``columns`` per row, each labelled with its step), each row
+def contact_sheet_figure(rows: Sequence[ContactRow], columns: int = 6, label: str = "step") -> bytes:
+    """Rows of thumbnails (at most ``columns`` per row, each labelled "<label> <number>"), each row
     under a heading and above its caption (wrapped, at most two lines)."""
     columns = max(1, min(columns, max((len(row.images) for row in rows), default=1)))
     cell, heading_h, caption_h = 1.0, 0.25, 0.4
@@ -277,7 +301,7 @@ def contact_sheet_figure(rows: Sequence[ContactRow], columns: int = 6) -> bytes:
                 thumbnail.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX), Image.Resampling.LANCZOS)
                 axes.imshow(np.asarray(thumbnail))
                 axes.set_axis_off()
-                axes.set_title(f"step {seq}", fontsize=5, pad=1)
+                axes.set_title(f"{label} {seq}", fontsize=5, pad=1)
             caption = "\n".join(textwrap.wrap(row.caption or "(no caption)", width=max(30, int(columns * 18)),
                                               max_lines=2, placeholder=" …"))
             figure.text(0.1 / width, (top - heading_h - cell) / height, caption, va="top", fontsize=5,
@@ -302,4 +326,27 @@ def factor_effects_figure(labels: Sequence[str], factors: Sequence[str], values:
         axes.set_yticks(range(len(labels)), labels)
         axes.set_title("Share of variation explained by each factor (* too few runs)")
         figure.colorbar(image, ax=axes, shrink=0.8)
+        return _png(figure)
+
+
+def cluster_timeline_figure(runs: Sequence[tuple[RunData, Sequence[tuple[int, int]]]]) -> bytes:
+    """One row per run (at most ``MAX_TIMELINE_ROWS``, grouped by network): the cluster of each of
+    its outputs by step, one colour per cluster, noise left white."""
+    shown = sorted(runs, key=lambda item: (item[0].network_name, item[0].order))[:MAX_TIMELINE_ROWS]
+    labels = sorted({label for _, steps in shown for _, label in steps if label >= 0})
+    palette = matplotlib.colormaps["tab20"]
+    colours = {label: palette(i % 20) for i, label in enumerate(labels)}
+    last = max((seq for _, steps in shown for seq, _ in steps), default=0)
+    with matplotlib.rc_context(STYLE):
+        figure = _figure(1.0 + 0.16 * len(shown))
+        axes = figure.subplots()
+        for row, (_, steps) in enumerate(shown):
+            for seq, label in steps:
+                if label >= 0:
+                    axes.add_patch(Rectangle((seq - 0.5, row - 0.4), 1.0, 0.8, color=colours[label], lw=0))
+        axes.set(xlim=(-0.5, last + 0.5), ylim=(len(shown) - 0.5, -0.5), xlabel="step",
+                 title="Cluster of each output (white: between clusters)")
+        axes.set_yticks(range(len(shown)), [f"{_short(run.run_id)} s{run.seed}" for run, _ in shown], fontsize=5)
+        handles = [Rectangle((0, 0), 1, 1, color=colours[label], label=f"cluster {label}") for label in labels[:20]]
+        axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         return _png(figure)

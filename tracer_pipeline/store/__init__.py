@@ -1,5 +1,6 @@
 from tracer_pipeline.store.records import (
     AttractorData,
+    ClusterRecord,
     DiagramRecord,
     InvocationRecord,
     RunRecord,
@@ -8,6 +9,7 @@ from tracer_pipeline.store.records import (
 from tracer_pipeline.store.store import NewInvocation, TraceStore, bytes_to_vector, vector_to_bytes
 
 __all__ = [
-    "AttractorData", "DiagramRecord", "InvocationRecord", "NewInvocation", "RunRecord", "StoreComparison", "TraceStore",
+    "AttractorData", "ClusterRecord", "DiagramRecord", "InvocationRecord", "NewInvocation", "RunRecord",
+    "StoreComparison", "TraceStore",
     "bytes_to_vector", "vector_to_bytes",
 ]

@@ -38,6 +38,7 @@ class RunRecord:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     created_at: datetime | None = None
+    seed_mode: str = "fixed"  # part of the run's identity: "fixed" or "per_invocation"
 
     @property
     def initial_input(self) -> Output:
@@ -115,3 +116,17 @@ class StoreComparison:
     matrices: dict[tuple[int, str], np.ndarray]
     attractors: tuple[AttractorData, ...]
     attractor_threshold: float
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    """One output's cluster in an experiment, for one embedding model (−1 for noise)."""
+
+    experiment: str
+    embedding_model: str
+    run_id: str
+    sequence_number: int
+    modality: str
+    cluster: int
+    is_medoid: bool
+    input_sha256: str

@@ -167,3 +167,21 @@ class ReportRow(Base):
     markdown: Mapped[str] = mapped_column(Text)
     tables: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutputClusterRow(Base):
+    """The cluster of each output of an experiment's runs, per embedding model (−1 for noise);
+    ``is_medoid`` marks each cluster's medoid. Replaced whole when the clusters are recomputed."""
+
+    __tablename__ = "output_clusters"
+    __table_args__ = (UniqueConstraint("experiment", "embedding_model", "run_id", "sequence_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment: Mapped[str] = mapped_column(String(64), index=True)
+    embedding_model: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), index=True)
+    sequence_number: Mapped[int] = mapped_column(Integer)
+    modality: Mapped[str] = mapped_column(String(8))
+    cluster: Mapped[int] = mapped_column(Integer)
+    is_medoid: Mapped[bool] = mapped_column(default=False)
+    input_sha256: Mapped[str] = mapped_column(String(64))  # of the embeddings clustered, to tell when stale

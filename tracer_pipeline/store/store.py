@@ -35,6 +35,7 @@ from tracer_pipeline.models.base import (
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store.records import (
     AttractorData,
+    ClusterRecord,
     DiagramRecord,
     InvocationRecord,
     RunRecord,
@@ -46,6 +47,7 @@ from tracer_pipeline.store.schema import (
     ExperimentRow,
     ExperimentRunRow,
     InvocationRow,
+    OutputClusterRow,
     PersistenceDiagramRow,
     ReferenceEmbeddingRow,
     ReportRow,
@@ -247,6 +249,7 @@ class TraceStore:
             max_homology_dim=max((link.max_homology_dim for link, _ in links), default=1),
             experiments=tuple(sorted(name for _, name in links)),
             started_at=row.started_at, completed_at=row.completed_at, created_at=row.created_at,
+            seed_mode=row.spec.get("seed_mode", "fixed"),
         )
 
     def run_specs(self, run_ids: Sequence[str]) -> dict[str, dict]:
@@ -571,6 +574,30 @@ class TraceStore:
             for name, records in row.tables.items():
                 tables.setdefault(name, []).extend({"experiment": row.experiment, **r} for r in records)
         return tables
+
+    # clusters of outputs ------------------------------------------------------------------
+
+    def put_clusters(self, experiment: str, embedding_model: str, records: Sequence[ClusterRecord]) -> None:
+        """Replace an experiment's clusters for one embedding model, in one transaction."""
+        with self.session() as s:
+            s.execute(delete(OutputClusterRow).where(OutputClusterRow.experiment == experiment,
+                                                     OutputClusterRow.embedding_model == embedding_model))
+            s.add_all(OutputClusterRow(**dataclasses.asdict(r)) for r in records)
+
+    def clusters(self, experiments: Iterable[str] | None = None,
+                 embedding_model: str | None = None) -> list[ClusterRecord]:
+        """Stored clusters (of these experiments, of this embedding model), ordered by experiment,
+        embedding model, run and sequence number."""
+        query = select(OutputClusterRow).order_by(
+            OutputClusterRow.experiment, OutputClusterRow.embedding_model, OutputClusterRow.run_id,
+            OutputClusterRow.sequence_number)
+        if experiments is not None:
+            query = query.where(OutputClusterRow.experiment.in_(list(experiments)))
+        if embedding_model is not None:
+            query = query.where(OutputClusterRow.embedding_model == embedding_model)
+        with self.session() as s:
+            return [ClusterRecord(r.experiment, r.embedding_model, r.run_id, r.sequence_number, r.modality,
+                                  r.cluster, r.is_medoid, r.input_sha256) for r in s.scalars(query)]
 
     # summaries --------------------------------------------------------------------------
 

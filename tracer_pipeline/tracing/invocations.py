@@ -5,9 +5,11 @@ into one model call (per-item seeds, so a run's outputs do not depend on what it
 with). A run resumes from its stored prefix; stored invocations made by another model version
 are deleted from the first mismatch on (with what was derived from them) and recomputed.
 
-Every invocation of a run uses the run's seed, so a run is the orbit of a deterministic map:
-when an output repeats an earlier output at the same position in the network, every later
-output is known. Such a run stops there ("stuck") unless an experiment asks to continue.
+With ``seed_mode`` "fixed" every invocation of a run uses the run's seed, so a run is the orbit
+of a deterministic map: when an output repeats an earlier output at the same position in the
+network, every later output is known. Such a run stops there ("stuck") unless an experiment asks
+to continue. With "per_invocation" each invocation has its own seed (``tracing.seeds``), a
+repeat says nothing about what follows, and the run goes on.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store import InvocationRecord, NewInvocation, RunRecord, TraceStore
 from tracer_pipeline.store.schema import utcnow
 from tracer_pipeline.tracing import progress
+from tracer_pipeline.tracing.seeds import invocation_seed
 
 DEFAULT_BATCH_SIZE = 16
 
@@ -92,7 +95,7 @@ def _prepare(store: TraceStore, run: RunRecord, outcome: RunOutcome, updates: li
     for inv in stored:
         expected = run.network[_position(inv.sequence_number, length)]
         stale = inv.model != expected or inv.model_version != get_model(expected).version
-        if stale or inv.error is not None or inv.seed != run.seed:
+        if stale or inv.error is not None or inv.seed != invocation_seed(run, inv.sequence_number):
             deleted = store.delete_invocations_from(run.run_id, inv.sequence_number)
             if inv.error is None:
                 outcome.recomputed_stale = deleted
@@ -118,7 +121,7 @@ def _prepare(store: TraceStore, run: RunRecord, outcome: RunOutcome, updates: li
 def _record(state: _RunState, inv: InvocationRecord) -> None:
     """Advance the state past a stored invocation, noting the first cycle."""
     key = (_position(inv.sequence_number, len(state.run.network)), inv.output_sha256 or "")
-    if state.cycle is None and key in state.seen:
+    if state.cycle is None and key in state.seen and state.run.seed_mode == "fixed":
         first = state.seen[key]
         # Periodic from the first occurrence (the initial input, at -1, makes it periodic from 0).
         state.cycle = Cycle(max(first, 0), inv.sequence_number - first, len(state.run.network))
@@ -203,11 +206,12 @@ def run_invocations(
             for start in range(0, len(group), batch_size):
                 batch = group[start : start + batch_size]
                 started = utcnow()
-                outputs = batch_then_items(model.generate, [s.last_output for s in batch], [s.run.seed for s in batch])
+                seeds = [invocation_seed(s.run, s.next_seq) for s in batch]
+                outputs = batch_then_items(model.generate, [s.last_output for s in batch], seeds)
                 completed = utcnow()
                 new += [NewInvocation(s.run.run_id, s.next_seq, spec.name, spec.version, s.last and s.last.id,
-                                      s.run.seed, output, started, completed)
-                        for s, output in zip(batch, outputs, strict=True)]
+                                      seed, output, started, completed)
+                        for s, output, seed in zip(batch, outputs, seeds, strict=True)]
             for state, inv in zip(group, store.add_invocations(new), strict=True):
                 if on_invocation:
                     on_invocation(inv)

@@ -56,7 +56,7 @@ def test_a_network_that_reaches_a_fixed_point_is_stuck_and_has_been_there_before
     fractions = {(r["grouping"], r["level"]): r["stuck_fraction"] for r in small_report.tables["stuck_fractions"]}
     assert fractions[("network", "T2I-b → I2T")] == 1.0
     assert fractions[("network", "T2I → I2T")] == 0.0
-    assert "**4 of 8** runs entered a periodic orbit — 4 a fixed point" in small_report.markdown
+    assert "**4 of 8** runs with a fixed seed entered a periodic orbit — 4 a fixed point" in small_report.markdown
 
     # The same fixed point was reached by two earlier runs of another experiment.
     attractors = small_report.tables["attractors"]
@@ -105,7 +105,7 @@ def test_exact_and_semantic_stuckness_start_at_the_right_step() -> None:
     assert metrics["free"]["stuck_start"] is None
     assert metrics["free"]["time_to_stuck"] == 16 and metrics["free"]["time_to_stuck_censored"]
     assert metrics["stopped"]["exact_stuck_start"] == 0 and metrics["stopped"]["exact_period"] == 6
-    assert "**2 of 4** runs entered a periodic orbit" in report.markdown
+    assert "**2 of 4** runs with a fixed seed entered a periodic orbit" in report.markdown
     assert "The engine stopped 1 of them at the repeat" in report.markdown
     assert "**2 of 4** runs, from a median step" in report.markdown  # semantically stuck: fixed and settled
     assert "has not been computed yet" in report.markdown
@@ -154,7 +154,7 @@ def test_a_one_run_experiment_says_there_are_too_few_runs() -> None:
     assert all(question in report.markdown for question in QUESTIONS)
     assert "**Sensitivity to the seed:** too few runs to say" in report.markdown
     assert "**Collapse of diversity:** too few runs to say" in report.markdown
-    assert "**Too few runs to say:** 1 run cannot separate" in report.markdown
+    assert "**Not answered here:** 1 run cannot separate the effect of a factor from chance" in report.markdown
     assert len(report.tables["run_metrics"]) == 1
     assert all(row["too_few"] or row["value"] is None for row in report.tables["factor_effects"])
     assert [row["modality"] for row in report.tables["drift"]] == ["image", "text"] * 5

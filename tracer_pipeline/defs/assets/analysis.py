@@ -4,14 +4,17 @@ import time
 
 import dagster as dg
 
+from tracer_pipeline.defs.assets.clusters import clusters
 from tracer_pipeline.defs.assets.diagrams import persistence_diagrams
 from tracer_pipeline.defs.metadata import table
 from tracer_pipeline.defs.partitions import OWNERS, experiments_partitions
 from tracer_pipeline.defs.resources import DataFoldersResource, TraceStoreResource
 from tracer_pipeline.reporting.compare import compare_store
 from tracer_pipeline.reporting.files import write_report
-from tracer_pipeline.reporting.gather import experiment_data, store_runs
-from tracer_pipeline.reporting.report import build_report, inline_markdown
+from tracer_pipeline.reporting.findings import SECTIONS
+from tracer_pipeline.reporting.gather import embedding_models, experiment_data, store_runs
+from tracer_pipeline.reporting.report import experiment_report as experiment_report_of
+from tracer_pipeline.reporting.report import inline_markdown
 
 ALL_RUNS = dg.AssetDep(persistence_diagrams, partition_mapping=dg.AllPartitionMapping())
 
@@ -38,28 +41,42 @@ def store_comparison(context: dg.AssetExecutionContext, store: TraceStoreResourc
                                 data_version=dg.DataVersion(trace.diagrams_fingerprint()))
 
 
+class ReportConfig(dg.Config):
+    """Which of the experiment's embedding models to report on (all of them when unset)."""
+
+    embedding_model: str | None = None
+
+
 @dg.asset(
     partitions_def=experiments_partitions,
-    deps=[ALL_RUNS, store_comparison],
-    code_version="1",
+    deps=[ALL_RUNS, store_comparison, clusters],
+    code_version="2",
     group_name="analysis",
     kinds={"sqlite"},
     owners=OWNERS,
 )
 def experiment_report(
-    context: dg.AssetExecutionContext, store: TraceStoreResource, folders: DataFoldersResource
+    context: dg.AssetExecutionContext, config: ReportConfig, store: TraceStoreResource, folders: DataFoldersResource
 ) -> dg.MaterializeResult:
-    """The experiment's report: how its runs got where they did and how sensitive that was to
-    prompt and seed, whether they got stuck, whether the store has seen this before, and which
-    factor dominates. Shown here and written to ``<data dir>/reports/<experiment>/report.md``."""
+    """The experiment's report, per embedding model: how its runs got where they did and how
+    sensitive that was to prompt and seed, whether they got stuck, whether the store has seen this
+    before, which factor dominates and which states the runs pass through — each section saying
+    whether its data can support an answer. Shown here and written to
+    ``<data dir>/reports/<experiment>/report.md`` with ``report.json`` (the same findings)."""
     trace = store.get_store()
-    data = experiment_data(trace, context.partition_key)
-    report = build_report(data, trace.comparison(data.embedding_model))
-    path = write_report(report, folders.reports_dir(data.name))
-    trace.put_report(data.name, data.embedding_model, report.markdown, report.tables)
+    models = [config.embedding_model] if config.embedding_model else embedding_models(trace, context.partition_key)
+    items = []
+    for model in models:
+        data = experiment_data(trace, context.partition_key, model)
+        items.append((data, trace.comparison(data.embedding_model)))
+    report = experiment_report_of(items)
+    path = write_report(report, folders.reports_dir(report.experiment))
+    trace.put_report(report.experiment, ",".join(report.embedding_models), report.markdown, report.tables)
+    valid = {model: sum(f.valid for f in r.sections.values()) for model, r in report.reports.items()}
     return dg.MaterializeResult(metadata={
         "report": dg.MetadataValue.md(inline_markdown(report)),
         "path": dg.MetadataValue.path(str(path)),
-        "runs": len(data.runs),
-        "embedding_model": data.embedding_model,
+        "runs": len(items[0][0].runs),
+        "embedding_models": ", ".join(report.embedding_models),
+        "sections_answered": ", ".join(f"{model} {n}/{len(SECTIONS)}" for model, n in valid.items()),
     })

@@ -17,9 +17,10 @@ from tracer_pipeline.reporting.compare import (
     nearest_earlier_by_end_state,
 )
 from tracer_pipeline.reporting.data import ExperimentData, Report, RunData
+from tracer_pipeline.reporting.findings import Finding, all_unsuited, notice, resting_on, supported, unsupported
 from tracer_pipeline.reporting.measures import MODALITIES, RunMeasures, factor_level
+from tracer_pipeline.reporting.sections import topology
 from tracer_pipeline.reporting.sections.format import (
-    TOO_FEW,
     Row,
     figure,
     markdown_table,
@@ -28,6 +29,7 @@ from tracer_pipeline.reporting.sections.format import (
     plural,
     short_id,
 )
+from tracer_pipeline.reporting.sections.topology import DiagramDistances
 from tracer_pipeline.store import AttractorData, StoreComparison
 
 NEAR_PERCENTILE = 5  # "near" = closer than this percentile of all pairwise distances in the store
@@ -93,8 +95,11 @@ def _contact_rows(data: ExperimentData, attractors: Sequence[Row]) -> list[plots
     by_id = {r.run_id: r for r in data.runs}
     rows, shown = [], set()
     for attractor in attractors:
-        members = [by_id[r] for r in str(attractor["run_ids"]).split(",")
-                   if r in by_id and by_id[r].images and r not in shown]
+        # Members not shown yet first; a run already shown for another attractor (the text and the
+        # image attractor of one fixed point hold the same runs) is shown again rather than the
+        # attractor dropped.
+        members = sorted((by_id[r] for r in str(attractor["run_ids"]).split(",") if r in by_id and by_id[r].images),
+                         key=lambda r: r.run_id in shown)
         medoid = by_id.get(str(attractor["medoid_run_id"]))
         run = medoid if medoid is not None and medoid.run_id in {m.run_id for m in members} else (
             members[0] if members else None)
@@ -117,11 +122,12 @@ def _contact_rows(data: ExperimentData, attractors: Sequence[Row]) -> list[plots
 
 
 def _nearest_by_shape(data: ExperimentData, measures: Sequence[RunMeasures], comparison: StoreComparison,
-                      by_id: dict[str, RunData], own_ids: set[str]) -> tuple[list[str], list[Row]]:
+                      by_id: dict[str, RunData], own_ids: set[str]) -> tuple[Finding, list[Row], list[RunData]]:
     """Each run's nearest earlier run by H1 Wasserstein distance between diagrams, judged "near"
-    against all pairs in the store; runs the comparison does not cover yet are named, not guessed."""
-    lines: list[str] = []
+    against all pairs in the store; runs the comparison does not cover yet are returned to be
+    named, not guessed. Runs of outputs the embedder is unsuited to take no part."""
     current, stale = _current_runs(data, comparison)
+    current = [r for r in current if r.embedder_unsuited is None]
     found = nearest_earlier_by_diagram(comparison, current, k=NEIGHBOURS)
     current_ids = {r.run_id for r in current}
     own_current = [m for m in measures if m.run.run_id in current_ids]
@@ -131,49 +137,81 @@ def _nearest_by_shape(data: ExperimentData, measures: Sequence[RunMeasures], com
     matrix = comparison.matrices[(1, "wasserstein")][np.ix_(index, index)]
     pairs = matrix[np.triu_indices(len(index), k=1)]
     nearest = [float(row["distance"]) for row in rows if row["rank"] == 1]
-    if pairs.size and nearest:
-        near = float(np.percentile(pairs, NEAR_PERCENTILE))
-        close = sum(d <= near for d in nearest)
-        elsewhere = sum(not row["earlier_in_experiment"] for row in rows if row["rank"] == 1)
+    if not (pairs.size and nearest):
+        return (unsupported("fewer than two runs in the store comparison have both a diagram and an earlier run",
+                            runs_with_earlier=len(nearest)), rows, stale)
+    near = float(np.percentile(pairs, NEAR_PERCENTILE))
+    return supported(
+        runs_with_earlier=len(nearest), close=sum(d <= near for d in nearest), near_distance=near,
+        near_percentile=NEAR_PERCENTILE, median_nearest=median(nearest), pairs=int(pairs.size),
+        median_pair_distance=float(np.median(pairs)),
+        nearest_elsewhere=sum(not row["earlier_in_experiment"] for row in rows if row["rank"] == 1),
+    ), rows, stale
+
+
+def _shape_lines(finding: Finding, stale: Sequence[RunData]) -> list[str]:
+    lines = notice(finding)
+    f = finding.figures
+    if finding.valid:
         lines.append(
-            f"**Nearest earlier run by shape:** **{close} of {len(nearest)}** runs with an earlier run have one "
-            f"whose persistence diagram is as close as the closest {NEAR_PERCENTILE}% of all pairs in the store "
-            f"(H1 1-Wasserstein distance ≤ {num(near)}; median nearest {num(median(nearest))}, median of all "
-            f"{pairs.size} pairs {num(float(np.median(pairs)))}); {elsewhere} of the {len(nearest)} nearest "
-            "earlier runs belong to other experiments. \"Earlier\" is registration order in the store.")
-    else:
-        lines.append(f"**Nearest earlier run by shape:** {TOO_FEW} — fewer than two runs in the store comparison "
-                     "have both a diagram and an earlier run.")
+            f"**Nearest earlier run by shape:** **{f['close']} of {f['runs_with_earlier']}** runs with an earlier run "
+            f"have one whose persistence diagram is as close as the closest {f['near_percentile']}% of all pairs in "
+            f"the store (H1 1-Wasserstein distance ≤ {num(f['near_distance'])}; median nearest "
+            f"{num(f['median_nearest'])}, median of all {f['pairs']} pairs {num(f['median_pair_distance'])}); "
+            f"{f['nearest_elsewhere']} of the {f['runs_with_earlier']} nearest earlier runs belong to other "
+            "experiments. \"Earlier\" is registration order in the store.")
     if stale:
         named = ", ".join(short_id(r.run_id) for r in stale[:8])
         lines.append(f"\n{plural(len(stale), 'run')} of this experiment ({named}) are not in the store "
                      "comparison with their current diagram: it was computed before them; recompute it to include "
                      "them.")
-    return lines, rows
+    return lines
+
+
+def _attractor_finding(rows: Sequence[Row], measures: Sequence[RunMeasures], comparison: StoreComparison | None,
+                       threshold: float) -> Finding:
+    """Attractors need the store comparison and runs of outputs the embedder is suited to."""
+    figures = {"attractors": len(rows), "shared_with_other_experiments": sum(int(r["other_runs"]) > 0 for r in rows),
+               "threshold": threshold}
+    if blind := all_unsuited([m.run.embedder_unsuited for m in measures]):
+        return unsupported(blind, **figures)
+    if comparison is None:
+        return unsupported("the store-wide comparison has not been computed yet; materialise store_comparison and "
+                           "report again", **figures)
+    return supported(**figures)
 
 
 def section(report: Report, data: ExperimentData, measures: Sequence[RunMeasures],
-            comparison: StoreComparison | None) -> list[str]:
-    """Nearest earlier runs by diagram (needs ``comparison``) and by end state, and the attractors
-    the runs share (needs ``comparison``), with a contact sheet; adds tables
-    ``nearest_earlier_runs`` and ``attractors``."""
+            comparison: StoreComparison | None, shape: DiagramDistances) -> list[str]:
+    """Whether the runs' diagrams can be compared (``shape``), nearest earlier runs by diagram
+    (needs ``comparison`` and valid diagram distances) and by end state, and the attractors the
+    runs share (needs ``comparison``), with a contact sheet; adds findings ``diagram_distances``,
+    ``nearest_by_shape`` and ``attractors`` and tables ``nearest_earlier_runs`` and ``attractors``."""
     lines = ["", "## 3. Has it done this before?", ""]
+    report.sections["diagram_distances"] = shape.finding
+    lines += topology.lines(shape)
     own_ids = {r.run_id for r in data.runs}
     by_id = {r.run_id: r for r in data.store_runs} | {r.run_id: r for r in data.runs}
+    suited = [m for m in measures if m.run.embedder_unsuited is None]
     neighbours: list[Row] = []
     threshold = comparison.attractor_threshold if comparison else DEFAULT_ATTRACTOR_THRESHOLD
     attractor_rows: list[Row] = []
     if comparison is None:
-        lines.append("The store-wide comparison has not been computed yet, so this section cannot say which earlier "
-                     "runs had a similar persistence diagram, nor which attractors these runs share with others; "
-                     "materialise the store comparison and report again. End states are compared below.")
+        shape_finding = unsupported("the store-wide comparison has not been computed yet; materialise "
+                                    "store_comparison and report again")
+        stale: list[RunData] = []
     else:
-        shape_lines, neighbours = _nearest_by_shape(data, measures, comparison, by_id, own_ids)
-        lines += shape_lines
-        attractor_rows = _attractor_rows(comparison.attractors, own_ids, by_id)
+        shape_finding, neighbours, stale = _nearest_by_shape(data, suited, comparison, by_id, own_ids)
+        attractor_rows = _attractor_rows(comparison.attractors, {m.run.run_id for m in suited}, by_id)
+    shape_finding = report.sections["nearest_by_shape"] = resting_on(shape.finding, "the diagram distances",
+                                                                     shape_finding)
+    lines += _shape_lines(shape_finding, stale)
+    if not shape_finding.valid:
+        neighbours = []
+    suited_store = [r for r in data.store_runs if r.embedder_unsuited is None]
     for modality in MODALITIES:
-        found = nearest_earlier_by_end_state(data.store_runs, modality, k=NEIGHBOURS)
-        rows = _neighbour_rows(measures, found, f"end state ({modality})", by_id, own_ids)
+        found = nearest_earlier_by_end_state(suited_store, modality, k=NEIGHBOURS)
+        rows = _neighbour_rows(suited, found, f"end state ({modality})", by_id, own_ids)
         neighbours += rows
         nearest = [float(row["distance"]) for row in rows if row["rank"] == 1]
         if nearest:
@@ -183,7 +221,7 @@ def section(report: Report, data: ExperimentData, measures: Sequence[RunMeasures
                 f"(last {modality} output; median distance to the nearest earlier one {num(median(nearest))}).")
     report.tables["nearest_earlier_runs"] = neighbours
     compared = {row["run_id"] for row in neighbours}
-    firsts = [m for m in measures if m.run.run_id not in compared]
+    firsts = [m for m in suited if m.run.run_id not in compared]
     if firsts:
         lines.append(f"\n{plural(len(firsts), 'run')} ha{'s' if len(firsts) == 1 else 've'} no earlier run to compare "
                      "with (first in the store, or without a diagram and end state).")
@@ -193,13 +231,16 @@ def section(report: Report, data: ExperimentData, measures: Sequence[RunMeasures
                                              ("earlier_in_experiment", "same experiment"),
                                              ("earlier_prompt", "its prompt")], "nearest_earlier_runs")
     report.tables["attractors"] = attractor_rows
-    if comparison is not None:
+    attractors = report.sections["attractors"] = _attractor_finding(attractor_rows, measures, comparison, threshold)
+    lines += notice(attractors)
+    if attractors.valid:
         if attractor_rows:
             lines.append(
                 f"**Attractors:** this experiment's runs take part in **{len(attractor_rows)}** recurring end states "
                 f"(clusters of ≥ 2 runs in the store whose last outputs of one modality are within a mean cosine "
-                f"distance of {threshold}, average linkage); {sum(int(r['other_runs']) > 0 for r in attractor_rows)} "
-                "of them also hold runs from outside this experiment.")
+                f"distance of {threshold}, average linkage); "
+                f"{attractors.figures['shared_with_other_experiments']} of them also hold runs from outside this "
+                "experiment.")
             lines += markdown_table(attractor_rows, [("attractor", "attractor"), ("size", "runs"),
                                                      ("experiment_runs", "from here"), ("other_runs", "elsewhere"),
                                                      ("medoid_run_id", "medoid"),

@@ -7,15 +7,26 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tracer_pipeline.analysis.cosine import unit_rows
 from tracer_pipeline.analysis.stuck import diversity_collapse
 from tracer_pipeline.reporting import plots
 from tracer_pipeline.reporting.data import Report, RunData
+from tracer_pipeline.reporting.findings import (
+    MIN_POINTS,
+    Finding,
+    all_unsuited,
+    notice,
+    supported,
+    unsupported,
+)
 from tracer_pipeline.reporting.measures import (
+    MODALITIES,
     SEMANTIC_THRESHOLD,
     SEMANTIC_WINDOW,
     RunMeasures,
     aligned_trajectories,
     factor_level,
+    row_modalities,
     trajectory_rows,
 )
 from tracer_pipeline.reporting.sections.format import (
@@ -79,41 +90,127 @@ def _collapse_rows(measures: Sequence[RunMeasures]) -> list[Row]:
 
 
 def _representatives(measures: Sequence[RunMeasures]) -> list[RunData]:
-    """Up to two runs for recurrence matrices: the earliest-stuck run and the longest run never
-    stuck (or a second stuck run), each with at least two embedded outputs."""
-    usable = [m for m in measures if trajectory_rows(m.run).shape[0] >= 2]
-    stuck = sorted((m for m in usable if m.stuck_start is not None), key=lambda m: (m.stuck_start, m.run.order))
-    free = sorted((m for m in usable if m.stuck_start is None), key=lambda m: (-m.n_outputs, m.run.order))
+    """Up to two runs for recurrence matrices, the longest of their kind (a recurrence matrix of
+    a run stopped after two outputs shows nothing): the longest stuck run and the longest run
+    never stuck, or the two longest of one kind, each with at least two embedded outputs."""
+    usable = sorted((m for m in measures if trajectory_rows(m.run).shape[0] >= 2),
+                    key=lambda m: (-trajectory_rows(m.run).shape[0], m.run.order))
+    stuck = [m for m in usable if m.stuck_start is not None]
+    free = [m for m in usable if m.stuck_start is None]
     return [m.run for m in (stuck[:1] + free[:1] + stuck[1:2] + free[1:2])[:2]]
+
+
+def first_output_similarity(measures: Sequence[RunMeasures]) -> dict[str, float | None]:
+    """Null baseline for semantic stuckness, per modality: the median cosine similarity between
+    the first outputs of runs started from different prompts. When even those are at least
+    ``SEMANTIC_THRESHOLD`` alike, the embedding model cannot tell unrelated outputs of that
+    modality apart, and "each output like the last" is its blindness, not stuckness."""
+    result: dict[str, float | None] = {}
+    for modality in MODALITIES:
+        firsts = []
+        for m in measures:
+            kinds = row_modalities(m.run)
+            index = next((i for i, kind in enumerate(kinds) if kind == modality), None)
+            if index is not None:
+                firsts.append((factor_level(m.run, "prompt"), trajectory_rows(m.run)[index]))
+        pairs = [(a, b) for i, (pa, a) in enumerate(firsts) for pb, b in firsts[i + 1:] if pa != pb]
+        if not pairs:
+            result[modality] = None
+            continue
+        left = unit_rows(np.stack([a for a, _ in pairs]).astype(np.float64))
+        right = unit_rows(np.stack([b for _, b in pairs]).astype(np.float64))
+        result[modality] = float(np.median(np.einsum("pd,pd->p", left, right)))
+    return result
+
+
+def stuck_finding(measures: Sequence[RunMeasures]) -> Finding:
+    """Exact and semantic stuckness. Exact repeats need no embedding and are certain in fixed
+    seed mode; semantic stuckness is measured only on runs the embedder is suited to, and only
+    when it can tell the first outputs of different prompts apart (``first_output_similarity``)."""
+    fixed_mode = [m for m in measures if m.run.seed_mode == "fixed"]
+    exact = [m for m in fixed_mode if m.orbit is not None]
+    suited = [m for m in measures if m.run.embedder_unsuited is None]
+    similarity = first_output_similarity(suited)
+    blind = [modality for modality, value in similarity.items() if value is not None and value >= SEMANTIC_THRESHOLD]
+    semantic_reason = None
+    if not suited:
+        semantic_reason = all_unsuited([m.run.embedder_unsuited for m in measures])
+    elif blind:
+        semantic_reason = (f"the embedding model cannot tell apart the first {' or '.join(blind)} outputs of runs "
+                           f"started from different prompts (median cosine similarity "
+                           f"{', '.join(num(similarity[b]) for b in blind)} ≥ {SEMANTIC_THRESHOLD})")
+    semantic = [m for m in suited if m.semantic_start is not None] if semantic_reason is None else []
+    figures = {
+        "runs": len(measures), "fixed_seed_runs": len(fixed_mode),
+        "per_invocation_seed_runs": len(measures) - len(fixed_mode),
+        "exactly_stuck": len(exact), "fixed_points": sum(m.orbit.network_cycles == 1 for m in exact if m.orbit),
+        "stopped_at_repeat": sum(m.run.status == RunStatus.STUCK for m in measures),
+        "median_exact_start": median([m.orbit.start for m in exact if m.orbit]),
+        "semantic_valid": semantic_reason is None, "semantic_reason": semantic_reason,
+        "semantic_runs": len(suited) if semantic_reason is None else 0,
+        "semantically_stuck": len(semantic),
+        "median_semantic_start": median([m.semantic_start for m in semantic]),
+        "first_output_similarity": similarity,
+    }
+    if not any(m.n_outputs for m in measures):
+        return unsupported("no run has stored outputs yet", **figures)
+    return supported(**figures)
+
+
+def recurrence_finding(representatives: Sequence[RunData], measures: Sequence[RunMeasures]) -> Finding:
+    """Recurrence matrices say something only for runs of ``MIN_POINTS`` embedded outputs or more."""
+    lengths = [int(trajectory_rows(r).shape[0]) for r in representatives]
+    figures = {"run_ids": [r.run_id for r in representatives], "embedded_outputs": lengths}
+    if blind := all_unsuited([m.run.embedder_unsuited for m in measures]):
+        return unsupported(blind, **figures)
+    if not representatives:
+        return unsupported("no run has two embedded outputs", **figures)
+    if max(lengths) < MIN_POINTS:
+        return unsupported(f"the longest run has {max(lengths)} embedded outputs; a recurrence matrix needs "
+                           f"{MIN_POINTS} or more to show a block or a stripe", **figures)
+    return supported(**figures)
 
 
 def section(report: Report, measures: Sequence[RunMeasures]) -> list[str]:
     """Exact and semantic stuckness with their fractions per network and prompt, then collapse of
-    diversity; adds tables ``stuck_fractions`` and ``diversity_collapse``."""
+    diversity and recurrence; adds findings ``stuck`` and ``recurrence`` and tables
+    ``stuck_fractions`` and ``diversity_collapse``."""
     lines = ["", "## 2. Is it stuck?", ""]
-    n = len(measures)
-    exact = [m for m in measures if m.orbit is not None]
-    semantic = [m for m in measures if m.semantic_start is not None]
-    fixed = sum(m.orbit.network_cycles == 1 for m in exact if m.orbit)
-    stopped = sum(m.run.status == RunStatus.STUCK for m in measures)
-    lines.append(
-        f"**Exactly stuck:** **{len(exact)} of {n}** runs entered a periodic orbit — {fixed} a fixed point of the "
-        f"network, {len(exact) - fixed} a longer cycle — from a median step "
-        f"{num(median([m.orbit.start for m in exact if m.orbit]))} (an output identical, byte for byte, to an "
-        "earlier output at the same position in the network; every run is a deterministic map of its seed, so "
-        f"from there on every output repeats). The engine stopped {stopped} of them at the repeat "
-        "(status \"stuck\").")
-    lines.append(
-        f"\n**Semantically stuck:** **{len(semantic)} of {n}** runs, from a median step "
-        f"{num(median([m.semantic_start for m in semantic]))} (each output at least {SEMANTIC_THRESHOLD} "
-        f"cosine-similar to the previous output of the same model, for {SEMANTIC_WINDOW} comparisons in a row).")
+    stuck = report.sections["stuck"] = stuck_finding(measures)
+    f = stuck.figures
+    lines += notice(stuck)
+    if stuck.valid:
+        lines.append(
+            f"**Exactly stuck:** **{f['exactly_stuck']} of {f['fixed_seed_runs']}** runs with a fixed seed entered a "
+            f"periodic orbit — {f['fixed_points']} a fixed point of the network, "
+            f"{f['exactly_stuck'] - f['fixed_points']} a longer cycle — from a median step "
+            f"{num(f['median_exact_start'])} (an output identical, byte for byte, to an earlier output at the same "
+            "position in the network; with a fixed seed every run is a deterministic map, so from there on every "
+            f"output repeats). The engine stopped {f['stopped_at_repeat']} of them at the repeat (status \"stuck\").")
+        if f["per_invocation_seed_runs"]:
+            lines.append(f"\n{plural(f['per_invocation_seed_runs'], 'run')} draw a new seed at every invocation: "
+                         "an exact repeat there says nothing about the next output, so they are never counted as "
+                         "exactly stuck and are not stopped.")
+        if f["semantic_valid"]:
+            line = (f"\n**Semantically stuck:** **{f['semantically_stuck']} of {f['semantic_runs']}** runs, from a "
+                    f"median step {num(f['median_semantic_start'])} (each output at least {SEMANTIC_THRESHOLD} "
+                    f"cosine-similar to the previous output of the same model, for {SEMANTIC_WINDOW} comparisons in "
+                    "a row).")
+            baseline = [f"{num(v)} ({k})" for k, v in f["first_output_similarity"].items() if v is not None]
+            if baseline:
+                line += (" *Baseline:* the first outputs of runs from different prompts are a median "
+                         f"{', '.join(baseline)} alike.")
+            lines.append(line)
+        else:
+            lines.append(f"\n**Semantically stuck:** not measured — {f['semantic_reason']}.")
     fractions = _stuck_fraction_rows(measures)
     report.tables["stuck_fractions"] = fractions
     lines += markdown_table(fractions, [("grouping", "by"), ("level", "level"), ("runs", "runs"),
                                         ("exactly_stuck", "exact"), ("semantically_stuck", "semantic"),
                                         ("stuck_fraction", "stuck fraction"),
                                         ("median_stuck_start", "median onset")], "stuck_fractions")
-    collapse = _collapse_rows(measures)
+    suited = [m for m in measures if m.run.embedder_unsuited is None]
+    collapse = _collapse_rows(suited)
     report.tables["diversity_collapse"] = collapse
     measured = [row for row in collapse if row["note"] is None]
     if measured:
@@ -127,14 +224,18 @@ def section(report: Report, measures: Sequence[RunMeasures]) -> list[str]:
                                            ("collapsed_at", "collapsed at"), ("final_distance", "final D")],
                                 "diversity_collapse")
     else:
-        lines.append(f"**Collapse of diversity:** {TOO_FEW} — no network has two runs with common steps.")
+        lines.append(f"**Collapse of diversity:** {TOO_FEW} — no network has two runs (of outputs the embedding "
+                     "model is suited to) with common steps.")
     if measures:
         lines += figure(report, "stuck_timeline.png", plots.stuck_timeline_figure(measures), "stuck timeline")
-    representatives = _representatives(measures)
-    if representatives:
+    representatives = _representatives(suited)
+    recurrence = report.sections["recurrence"] = recurrence_finding(representatives, measures)
+    lines += notice(recurrence)
+    if recurrence.valid:
         lines += figure(report, "recurrence.png", plots.recurrence_figure(representatives), "recurrence")
-        lines.append(f"Recurrence matrices of {', '.join(short_id(r.run_id) for r in representatives)}: a bright "
-                     "block from some step on means every later output looks alike; periodic stripes mean a cycle.")
+        lines.append(f"Recurrence matrices of {', '.join(short_id(r.run_id) for r in representatives)} (the longest "
+                     "stuck run and the longest run never stuck): a bright block from some step on means every later "
+                     "output looks alike; periodic stripes mean a cycle.")
     lines.append(
         "\n*What it means:* an exact repeat is certain and final — the run will only replay its cycle; semantic "
         "stuckness means the outputs stopped changing in meaning though not in every pixel or word. *What it "

@@ -1,0 +1,42 @@
+"""Clusters of outputs on points whose states are known."""
+
+from collections import Counter
+
+import numpy as np
+
+from tracer_pipeline.analysis.clusters import NOISE, cluster_points, dwell_times, medoids, transitions
+
+
+def blobs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Three tight groups of 10 points around orthogonal directions, and 2 points far from all."""
+    centres = np.eye(8)[:3]
+    points = [c + 0.01 * rng.normal(size=8) for c in centres for _ in range(10)]
+    points += [np.eye(8)[6] + np.eye(8)[7], -np.eye(8)[5]]
+    truth = np.repeat(np.arange(3), 10).tolist() + [NOISE, NOISE]
+    return np.stack(points), np.array(truth)
+
+
+def test_hdbscan_finds_the_three_states_and_calls_the_strays_noise():
+    points, truth = blobs(np.random.default_rng(0))
+    labels = cluster_points(points, min_cluster_size=5)
+    assert (labels[-2:] == NOISE).all()
+    groups = [set(labels[truth == k]) for k in range(3)]
+    assert all(len(g) == 1 and NOISE not in g for g in groups) and len(set.union(*groups)) == 3
+    again = cluster_points(points, min_cluster_size=5)
+    assert np.array_equal(labels, again)  # deterministic
+
+
+def test_too_few_points_are_all_noise():
+    assert (cluster_points(np.eye(4), min_cluster_size=5) == NOISE).all()
+    assert cluster_points(np.zeros((0, 4)), min_cluster_size=5).shape == (0,)
+
+
+def test_the_medoid_is_the_member_nearest_the_others():
+    points = np.array([[1.0, 0.0], [1.0, 0.1], [1.0, 0.2], [0.0, 1.0]])
+    assert medoids(points, np.array([0, 0, 0, NOISE])) == {0: 1}
+
+
+def test_transitions_skip_noise_and_stays_count_consecutive_outputs():
+    sequences = [[0, 0, NOISE, 1, 1, 1, 0], [2, 2, 2, 2]]
+    assert transitions(sequences) == Counter({(0, 1): 1, (1, 0): 1})
+    assert dwell_times(sequences) == {0: [2, 1], 1: [3], 2: [4]}
