@@ -1,6 +1,7 @@
 from tracer_pipeline.store.records import (
     AttractorData,
     DiagramRecord,
+    GenerationRecord,
     InvocationRecord,
     RunRecord,
     StoreComparison,
@@ -8,6 +9,7 @@ from tracer_pipeline.store.records import (
 from tracer_pipeline.store.store import TraceStore, bytes_to_vector, vector_to_bytes
 
 __all__ = [
-    "AttractorData", "DiagramRecord", "InvocationRecord", "RunRecord", "StoreComparison", "TraceStore",
+    "AttractorData", "DiagramRecord", "GenerationRecord", "InvocationRecord", "RunRecord", "StoreComparison",
+    "TraceStore",
     "bytes_to_vector", "vector_to_bytes",
 ]

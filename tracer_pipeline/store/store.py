@@ -32,6 +32,7 @@ from tracer_pipeline.models.base import (
     output_digest,
 )
 from tracer_pipeline.status import RunStatus
+from tracer_pipeline.store.generations import GenerationTables
 from tracer_pipeline.store.records import (
     AttractorData,
     DiagramRecord,
@@ -72,8 +73,9 @@ def bytes_to_vector(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4")
 
 
-class TraceStore:
-    """Experiments, runs, invocations, embeddings and persistence diagrams, with lineage."""
+class TraceStore(GenerationTables):
+    """Experiments, runs, invocations, embeddings and persistence diagrams, with lineage; the
+    self-consuming kind's generations through :class:`GenerationTables`."""
 
     def __init__(self, url: str):
         self.url = url
@@ -214,6 +216,7 @@ class TraceStore:
             max_homology_dim=max((link.max_homology_dim for link, _ in links), default=1),
             experiments=tuple(sorted(name for _, name in links)),
             started_at=row.started_at, completed_at=row.completed_at, created_at=row.created_at,
+            spec=row.spec,
         )
 
     def run_spec(self, run_id: str) -> dict:
