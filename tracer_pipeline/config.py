@@ -248,7 +248,7 @@ def parse_experiment(
         if key not in data:
             problems.append(f"{key}: missing (required)")
     if "networks" not in data and "self_consuming" not in data:
-        problems.append("networks: missing (required unless the experiment lists self_consuming generators)")
+        problems.append("networks: missing (required)")  # unless self_consuming is given
 
     name = data.get("name", default_name)
     if name is None:

@@ -118,7 +118,8 @@ def contact_sheet(cells: list[tuple[int, Image.Image, str | None]], title: str) 
 def export_data(
     store: TraceStore, run_ids: list[str], out: Path, experiments: list[str] | None = None
 ) -> dict[str, Path]:
-    """Write runs, invocations, embeddings and persistence_diagrams as Parquet tables, and the
+    """Write runs, invocations, embeddings and persistence_diagrams as Parquet tables, the
+    self-consuming runs' cross_accuracy and label_frequencies (empty without such runs), and the
     analysis tables of the experiments' reports as ``analysis_<table>.parquet``."""
     out.mkdir(parents=True, exist_ok=True)
     runs = store.get_runs(run_ids)
@@ -161,6 +162,12 @@ def export_data(
     tables["persistence_diagrams"] = pl.DataFrame(diagram_rows, schema={
         "run_id": pl.String, "embedding_model": pl.String, "subset": pl.String, "homology_dim": pl.Int64,
         "birth": pl.Float64, "death": pl.Float64})
+    tables["cross_accuracy"] = pl.DataFrame(store.cross_accuracy(run_ids), schema={
+        "run_id": pl.String, "trained_generation": pl.Int64, "evaluated_generation": pl.Int64,
+        "accuracy": pl.Float64})
+    tables["label_frequencies"] = pl.DataFrame(store.label_frequencies(run_ids), schema={
+        "run_id": pl.String, "generation": pl.Int64, "classifier": pl.String, "label": pl.String,
+        "count": pl.Int64})
     for name, rows in store.report_tables(experiments).items():
         tables[f"analysis_{name}"] = pl.DataFrame(rows, infer_schema_length=None)
     paths = {}

@@ -5,6 +5,7 @@ and a sentence on what it means and what it cannot say.
 2. Is it stuck? (:mod:`.sections.stuck`)
 3. Has it done this before? (:mod:`.sections.precedents`)
 4. Which part has the biggest impact? (:mod:`.sections.factors`)
+5. For self-consuming runs: does the generator collapse, and when? (:mod:`.sections.collapse`)
 
 Pure: plain data in (:mod:`tracer_pipeline.reporting.data`), a :class:`Report` out. The
 Markdown names its figures by file name; ``inline_markdown`` embeds them for Dagster's UI.
@@ -20,7 +21,7 @@ from PIL import Image
 
 from tracer_pipeline.reporting.data import ExperimentData, Report
 from tracer_pipeline.reporting.measures import measure_run
-from tracer_pipeline.reporting.sections import drift, factors, overview, precedents, stuck
+from tracer_pipeline.reporting.sections import collapse, drift, factors, overview, precedents, stuck
 from tracer_pipeline.store import StoreComparison
 
 INLINE_BUDGET_BYTES = 1_400_000
@@ -35,7 +36,8 @@ def build_report(data: ExperimentData, comparison: StoreComparison | None) -> Re
 
     ``run_metrics`` (one row per run), ``drift`` (per run and step), ``drift_by_network``,
     ``divergence`` and ``divergence_by_step``, ``stuck_fractions``, ``diversity_collapse``,
-    ``nearest_earlier_runs``, ``attractors`` and ``factor_effects``.
+    ``nearest_earlier_runs``, ``attractors`` and ``factor_effects``; with self-consuming runs also
+    ``collapse`` and ``collapse_by_generation``.
 
     ``comparison`` is the store-wide comparison for ``data.embedding_model`` (``compare_store``);
     without it the report says it has not been computed and answers question 3 from end states
@@ -48,6 +50,7 @@ def build_report(data: ExperimentData, comparison: StoreComparison | None) -> Re
     lines += stuck.section(report, measures)
     lines += precedents.section(report, data, measures, comparison)
     lines += factors.section(report, measures, comparison)
+    lines += collapse.section(report, data)
     report.markdown = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
     return report
 

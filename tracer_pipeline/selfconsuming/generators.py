@@ -29,7 +29,9 @@ from tracer_pipeline.models.base import Family, LoadOptions, ModelKind, ModelSpe
 # Bump when the code changes what a generator stores (training, sampling, the grid).
 VERSION = "1"
 GRID_SIDE = 8  # the invocation's image: the generation's first 8×8 samples
-GRID_TILE_PX = 32
+GRID_TILE_PX = 36
+GRID_BORDER_PX = 2
+GRID_FRAME = (96, 96, 96)
 SCENE_CROP = (20, 44)  # the centre slot's box in the 64×64 scene (x and y from, to)
 SCENE_DATA_SEED = 0  # real scenes are the same for every run; the run's seed drives training
 
@@ -107,16 +109,18 @@ class SelfConsumingGenerator:
 
     def grid(self, images: np.ndarray) -> Image.Image:
         """The first 8×8 samples (fewer if there are fewer) as one RGB picture, each tile
-        enlarged without smoothing: the generation's output as an invocation."""
+        enlarged without smoothing and framed in grey, so that dark tiles stay apart: the
+        generation's output as an invocation."""
         count = min(len(images), GRID_SIDE * GRID_SIDE)
         side = GRID_SIDE * GRID_TILE_PX
-        picture = Image.new("RGB", (side, side), (0, 0, 0))
+        picture = Image.new("RGB", (side, side), GRID_FRAME)
+        inner = GRID_TILE_PX - 2 * GRID_BORDER_PX
         for i in range(count):
             tile = images[i]
             tile = np.repeat(tile, 3, axis=2) if tile.shape[2] == 1 else tile
-            cell = Image.fromarray(tile, mode="RGB").resize((GRID_TILE_PX, GRID_TILE_PX),
-                                                            Image.Resampling.NEAREST)
-            picture.paste(cell, ((i % GRID_SIDE) * GRID_TILE_PX, (i // GRID_SIDE) * GRID_TILE_PX))
+            cell = Image.fromarray(tile, mode="RGB").resize((inner, inner), Image.Resampling.NEAREST)
+            picture.paste(cell, ((i % GRID_SIDE) * GRID_TILE_PX + GRID_BORDER_PX,
+                                 (i // GRID_SIDE) * GRID_TILE_PX + GRID_BORDER_PX))
         return picture
 
 
