@@ -9,7 +9,11 @@ A run is one (network, prompt or initial image, seed). Its identity, ``run_id``,
 
 plus ``"seed_mode": "per_invocation"`` when a run draws a new seed per invocation (the default,
 ``"fixed"``, is left out, so the ids of runs made before seed modes existed stay the same),
-serialised as JSON with sorted keys and no spaces. ``max_length`` is not part of it: a longer
+serialised as JSON with sorted keys and no spaces. A self-consuming run (config key
+``self_consuming``: one generator retrained on its own samples) has the specification
+``{"kind": "self_consuming", "generator": {"name": <generator>, "params": {<resolved options>}},
+"seed": <int>}``; network runs carry no ``kind``, so their ids are what they always were.
+``max_length`` (invocations, or generations) is not part of either: a longer
 run extends the stored prefix of a shorter one, and the same run named by two experiments is
 one run. Model aliases resolve to the canonical name first, so ``clip-vit-base-patch32`` and
 ``CLIP-ViT-B-32`` name the same run.
@@ -22,6 +26,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -39,13 +44,20 @@ MAX_SEED = 2**63 - 1
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 KNOWN_KEYS = {
     "name", "networks", "seeds", "prompts", "initial_images", "embedding_models", "max_length",
-    "stop_when_stuck", "max_homology_dim", "seed_schedule", "seed_mode",
+    "stop_when_stuck", "max_homology_dim", "seed_schedule", "seed_mode", "self_consuming",
 }
 # "fixed": every invocation uses the run's seed, so a run is the orbit of a deterministic map and
 # an exact repeat is final. "per_invocation": invocation i's seed is derived from the run's seed
 # and i (tracing.seeds.invocation_seed), so replicates differ and nothing repeats for certain.
 SEED_MODES = ("fixed", "per_invocation")
 DEFAULT_SEED_MODE = "fixed"
+
+
+class RunKind(StrEnum):
+    """What loop a run traces: its config key, and the engine that computes its steps."""
+
+    NETWORK = "network"  # models in a cycle: each output is the next input
+    SELF_CONSUMING = "self_consuming"  # a generator retrained on its own samples
 
 
 def canonical_json(value: Any) -> str:
@@ -63,7 +75,8 @@ def sha256_hex(text: str) -> str:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: a network, a starting prompt or image, and a seed."""
+    """One run: a network, a starting prompt or image, and a seed; or, for a self-consuming run,
+    its generator (``network`` of one name), the generator's resolved options, and a seed."""
 
     network: tuple[str, ...]
     seed: int
@@ -71,8 +84,17 @@ class RunSpec:
     initial_image_path: str | None = None
     initial_image_sha256: str | None = None
     seed_mode: str = DEFAULT_SEED_MODE
+    generator_options: tuple[tuple[str, Any], ...] | None = None  # self-consuming runs only
+
+    @property
+    def kind(self) -> RunKind:
+        return RunKind.NETWORK if self.generator_options is None else RunKind.SELF_CONSUMING
 
     def canonical(self) -> dict[str, Any]:
+        if self.generator_options is not None:
+            return {"kind": RunKind.SELF_CONSUMING.value,
+                    "generator": {"name": self.network[0], "params": dict(self.generator_options)},
+                    "seed": self.seed}
         spec: dict[str, Any] = {
             "network": [get_model(name).identity() for name in self.network],
             "prompt": self.prompt,
@@ -111,13 +133,16 @@ class Experiment:
     seed_schedule: SeedSchedule | None = None
     seed_mode: str = DEFAULT_SEED_MODE
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    # (generator name, resolved options sorted by name) per self_consuming entry
+    self_consuming: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
     @property
     def config_hash(self) -> str:
         return sha256_hex(canonical_json(self.raw))
 
     def runs(self, extra_seeds: tuple[int, ...] = ()) -> list[RunSpec]:
-        """runs = networks × (prompts or initial images) × seeds, in config order."""
+        """runs = networks × (prompts or initial images) × seeds, then self-consuming entries ×
+        seeds, in config order."""
         specs: list[RunSpec] = []
         for network in self.networks:
             starts_with_text = get_model(network[0]).input_modality is Modality.TEXT
@@ -130,6 +155,9 @@ class Experiment:
                                 seed_mode=self.seed_mode)
                         for path, digest in self.initial_images
                     )
+        for generator, options in self.self_consuming:
+            specs.extend(RunSpec((generator,), seed, generator_options=options)
+                         for seed in (*self.seeds, *extra_seeds))
         return specs
 
 
@@ -192,6 +220,12 @@ def _check_networks(data: dict, problems: list[str]) -> list[tuple[str, ...]]:
                     "text-to-image and image-to-text models (put it in embedding_models)"
                 )
                 continue
+            if spec.kind is ModelKind.GENERATOR:
+                problems.append(
+                    f'networks[{i}][{j}]: {name} is a self-consuming generator; list it as '
+                    f'"self_consuming": [{{"generator": "{name}"}}] instead'
+                )
+                continue
             specs.append(spec)
         if len(specs) != len(network):
             continue
@@ -223,9 +257,11 @@ def parse_experiment(
         raise ConfigError(source, [f"expected a JSON object at the top level, got {_type_name(data)}"])
     for key in sorted(set(data) - KNOWN_KEYS):
         problems.append(f"{key}: unknown field (known fields: {', '.join(sorted(KNOWN_KEYS))})")
-    for key in ("networks", "seeds", "embedding_models", "max_length"):
+    for key in ("seeds", "embedding_models", "max_length"):
         if key not in data:
             problems.append(f"{key}: missing (required)")
+    if "networks" not in data and "self_consuming" not in data:
+        problems.append("networks: missing (required)")  # unless self_consuming is given
 
     name = data.get("name", default_name)
     if name is None:
@@ -237,6 +273,7 @@ def parse_experiment(
         )
 
     networks = _check_networks(data, problems) if "networks" in data else []
+    generators = _check_self_consuming(data["self_consuming"], problems) if "self_consuming" in data else []
 
     seeds: list[int] = []
     if "seeds" in data:
@@ -298,6 +335,9 @@ def parse_experiment(
                         f"embedding_models[{i}]: {spec.name} embeds {', '.join(sorted(spec.embeds))} "
                         f"but networks[{n}] outputs only {', '.join(sorted(outputs))}"
                     )
+            if generators and Modality.IMAGE not in spec.embeds:
+                problems.append(f"embedding_models[{i}]: {spec.name} does not embed images, but "
+                                "self-consuming runs output one image (a grid of samples) per generation")
             if spec.name in embedders:
                 problems.append(f"embedding_models[{i}]: duplicate embedding model {spec.name}")
             else:
@@ -334,8 +374,41 @@ def parse_experiment(
         name=name, source=source, networks=tuple(networks), seeds=tuple(seeds),
         prompts=tuple(prompts), initial_images=tuple(images), embedding_models=tuple(embedders),
         max_length=max_length, stop_when_stuck=stop_when_stuck, max_homology_dim=max_dim,
-        seed_schedule=schedule, seed_mode=seed_mode, raw=data,
+        seed_schedule=schedule, seed_mode=seed_mode, raw=data, self_consuming=tuple(generators),
     )
+
+
+def _check_self_consuming(value: Any, problems: list[str]) -> list[tuple[str, tuple[tuple[str, Any], ...]]]:
+    """``self_consuming``: a list of ``{"generator": NAME, <option>: <value>, …}``."""
+    from tracer_pipeline.selfconsuming.generators import check_options
+
+    if not isinstance(value, list) or not value:
+        problems.append('self_consuming: expected a non-empty list of {"generator": NAME, …options}, '
+                        f"got {_type_name(value)}")
+        return []
+    entries: list[tuple[str, tuple[tuple[str, Any], ...]]] = []
+    for i, entry in enumerate(value):
+        if not isinstance(entry, dict) or not isinstance(entry.get("generator"), str):
+            problems.append(f'self_consuming[{i}]: expected {{"generator": NAME, …options}}, got {_type_name(entry)}')
+            continue
+        name = entry["generator"]
+        try:
+            spec = get_model(name)
+        except UnknownModelError as exc:
+            problems.append(f"self_consuming[{i}].generator: {exc}")
+            continue
+        if spec.kind is not ModelKind.GENERATOR:
+            problems.append(f"self_consuming[{i}].generator: {spec.name} is a {spec.kind} model, not a "
+                            "self-consuming generator (`trajectory-tracer list-models` lists them)")
+            continue
+        options, option_problems = check_options(spec.name, {k: v for k, v in entry.items() if k != "generator"})
+        problems.extend(f"self_consuming[{i}].{p}" for p in option_problems)
+        resolved = (spec.name, tuple(sorted(options.items())))
+        if resolved in entries:
+            problems.append(f"self_consuming[{i}]: duplicate entry (same generator and options)")
+        elif not option_problems:
+            entries.append(resolved)
+    return entries
 
 
 def _check_seed_schedule(value: Any, problems: list[str]) -> SeedSchedule | None:

@@ -118,8 +118,9 @@ def contact_sheet(cells: list[tuple[int, Image.Image, str | None]], title: str) 
 def export_data(
     store: TraceStore, run_ids: list[str], out: Path, experiments: list[str] | None = None
 ) -> dict[str, Path]:
-    """Write runs, invocations, embeddings, persistence_diagrams and clusters as Parquet tables,
-    and the analysis tables of the experiments' reports as ``analysis_<table>.parquet``.
+    """Write runs, invocations, embeddings, persistence_diagrams and clusters as Parquet tables, the
+    self-consuming runs' cross_accuracy and label_frequencies (empty without such runs), and the
+    analysis tables of the experiments' reports as ``analysis_<table>.parquet``.
 
     ``embeddings`` also holds each run's reference embedding (its initial prompt or image) with
     ``sequence_number`` −1 and no invocation; ``clusters`` holds the cluster of each output per
@@ -179,6 +180,12 @@ def export_data(
     } for c in store.clusters(experiments) if c.run_id in wanted], schema={
         "experiment": pl.String, "run_id": pl.String, "sequence_number": pl.Int64, "embedding_model": pl.String,
         "modality": pl.String, "cluster": pl.Int64, "is_medoid": pl.Boolean})
+    tables["cross_accuracy"] = pl.DataFrame(store.cross_accuracy(run_ids), schema={
+        "run_id": pl.String, "trained_generation": pl.Int64, "evaluated_generation": pl.Int64,
+        "accuracy": pl.Float64})
+    tables["label_frequencies"] = pl.DataFrame(store.label_frequencies(run_ids), schema={
+        "run_id": pl.String, "generation": pl.Int64, "classifier": pl.String, "label": pl.String,
+        "count": pl.Int64})
     for name, rows in store.report_tables(experiments).items():
         tables[f"analysis_{name}"] = pl.DataFrame(rows, infer_schema_length=None)
     paths = {}

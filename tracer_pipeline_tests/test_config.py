@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tracer_pipeline.config import MAX_LENGTH_LIMIT, RunSpec, load_experiment, parse_experiment
+from tracer_pipeline.config import MAX_LENGTH_LIMIT, RunKind, RunSpec, load_experiment, parse_experiment
 from tracer_pipeline.errors import ConfigError
 
 GOOD = {
@@ -138,3 +138,49 @@ def test_run_identity_is_the_same_in_another_process():
             "print(RunSpec(('DummyT2I', 'DummyI2T'), 7, prompt='a cat').run_id)")
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert here == there
+
+
+# self-consuming runs ---------------------------------------------------------------------------
+
+def test_network_run_ids_are_unchanged_by_the_self_consuming_kind() -> None:
+    assert RunSpec(("DummyT2I", "DummyI2T"), 42, prompt="A red balloon floating in a clear blue sky").run_id \
+        == "85d95aa9bb141a84"
+    assert RunSpec(("SceneT2I", "SceneI2TSampled"), 2,
+                   prompt="a large red circle on the left and a small blue square at the top").run_id \
+        == "8180c9af14f88b59"
+    assert RunSpec(("DummyI2T", "DummyT2I"), 7, initial_image_path="x.png",
+                   initial_image_sha256="ab" * 32).run_id == "cfd3ac43e31a6666"
+
+
+def _self_consuming(entries, **extra):
+    return parse_experiment({"name": "sc", "self_consuming": entries, "seeds": [1, 2],
+                             "embedding_models": ["DummyEmbed"], "max_length": 6, **extra}, "sc.json")
+
+
+def test_self_consuming_runs_are_entries_times_seeds_and_options_enter_their_identity() -> None:
+    exp = _self_consuming([{"generator": "DigitsVAE"}, {"generator": "DigitsVAE", "epochs": 7}])
+    runs = exp.runs()
+    assert [r.kind for r in runs] == [RunKind.SELF_CONSUMING] * 4
+    assert len({r.run_id for r in runs}) == 4
+    spec = runs[2].canonical()
+    assert spec["kind"] == "self_consuming" and spec["generator"]["params"]["epochs"] == 7
+    # Giving a default explicitly names the same run.
+    assert _self_consuming([{"generator": "DigitsVAE", "epochs": 50}]).runs()[0].run_id == runs[0].run_id
+
+
+def test_bad_self_consuming_entries_are_named() -> None:
+    with pytest.raises(ConfigError) as caught:
+        _self_consuming([{"generator": "DigitsVAE", "epochs": 0, "colour": 1}, {"generator": "SDTurbo"},
+                         {"generator": "DigitsVEA"}], embedding_models=["DummyEmbed"])
+    text = str(caught.value)
+    assert "self_consuming[0].epochs: expected an integer from 1 to 1000" in text
+    assert "self_consuming[0].colour: not an option of DigitsVAE" in text
+    assert "self_consuming[1].generator: SDTurbo is a text-to-image model" in text
+    assert 'self_consuming[2].generator: unknown model "DigitsVEA"; did you mean "DigitsVAE"?' in text
+
+
+def test_a_generator_is_not_a_network_model() -> None:
+    from tracer_pipeline.config import parse_experiment
+    with pytest.raises(ConfigError, match=r'networks\[0\]\[0\]: DigitsVAE is a self-consuming generator'):
+        parse_experiment({"networks": [["DigitsVAE"]], "seeds": [1], "embedding_models": ["DummyEmbed"],
+                          "max_length": 3}, "x.json", default_name="x")

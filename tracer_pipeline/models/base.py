@@ -30,6 +30,7 @@ class ModelKind(StrEnum):
     TEXT_TO_IMAGE = "text-to-image"
     IMAGE_TO_TEXT = "image-to-text"
     EMBEDDING = "embedding"
+    GENERATOR = "generator"  # retrained on its own samples: a self-consuming run's one model
 
 
 class Family(StrEnum):
@@ -37,6 +38,7 @@ class Family(StrEnum):
     TINY = "tiny"
     DUMMY = "dummy"
     SCENEWORLD = "sceneworld"
+    SELF_CONSUMING = "self-consuming"
 
 
 Output = str | Image.Image
@@ -119,7 +121,9 @@ class EmbeddingModel(Protocol):
         ...
 
 
-Loader = Callable[["ModelSpec", LoadOptions], "GenerativeModel | EmbeddingModel"]
+# A loader returns an adapter: a GenerativeModel, an EmbeddingModel, or for a GENERATOR the
+# shared part of a self-consuming generator (tracer_pipeline.selfconsuming.generators).
+Loader = Callable[["ModelSpec", LoadOptions], Any]
 
 
 @dataclass(frozen=True)
@@ -157,12 +161,15 @@ class ModelSpec:
         return {
             ModelKind.TEXT_TO_IMAGE: Modality.IMAGE,
             ModelKind.IMAGE_TO_TEXT: Modality.TEXT,
+            ModelKind.GENERATOR: Modality.IMAGE,  # a grid of each generation's samples
         }.get(self.kind)
 
     @property
     def modalities(self) -> list[str]:
         if self.kind is ModelKind.EMBEDDING:
             return sorted(self.embeds)
+        if self.kind is ModelKind.GENERATOR:
+            return [f"own samples->{self.output_modality}"]
         return [f"{self.input_modality}->{self.output_modality}"]
 
     def identity(self) -> dict[str, Any]:

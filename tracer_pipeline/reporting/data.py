@@ -69,12 +69,29 @@ class ClusterData:
 
 
 @dataclass(frozen=True)
+class GenerationsData:
+    """A self-consuming run's generations, as far as the collapse section needs them; every
+    array has one row per stored generation, in order."""
+
+    run_id: str
+    generator: str
+    seed: int
+    label_names: tuple[str, ...]
+    cross_accuracy: np.ndarray  # (G, G): [trained generation, evaluated generation]; NaN if missing
+    label_counts: dict[str, np.ndarray]  # "initial" | "current" -> (G, labels)
+    generator_loss: np.ndarray  # (G,) the last epoch's mean loss of the generator's training
+    classifier_loss: np.ndarray  # (G,) the last epoch's mean loss of the classifier's training
+    grids: tuple[Image.Image, ...] = ()  # the stored grid of samples of each generation
+
+
+@dataclass(frozen=True)
 class ExperimentData:
     name: str
     embedding_model: str
     runs: list[RunData]  # this experiment's runs
     store_runs: list[RunData]  # every run in the store embedded by this model (this experiment's included)
     clusters: ClusterData | None = None  # None until the clusters asset has run
+    generations: list[GenerationsData] = field(default_factory=list)  # this experiment's self-consuming runs
 
 
 @dataclass

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from tracer_pipeline.config import network_label
+import numpy as np
+
+from tracer_pipeline.config import RunKind, network_label
 from tracer_pipeline.models.base import ModelKind
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.models.suitability import unsuited_reason
-from tracer_pipeline.reporting.data import ClusterData, ClusterMedoid, ExperimentData, RunData
+from tracer_pipeline.reporting.data import ClusterData, ClusterMedoid, ExperimentData, GenerationsData, RunData
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store import RunRecord, TraceStore
 from tracer_pipeline.tracing.clusters import MIN_CLUSTER_SIZE
@@ -104,4 +106,27 @@ def experiment_data(store: TraceStore, experiment: str, embedding_model: str | N
         all_runs.append(data)
         if run.run_id in own:
             runs.append(data)
-    return ExperimentData(experiment, model, runs, all_runs, cluster_data(store, experiment, model))
+    generations = [generations_data(store, run) for run in store.get_runs(own) if run.kind is RunKind.SELF_CONSUMING]
+    return ExperimentData(experiment, model, runs, all_runs, cluster_data(store, experiment, model),
+                          sorted(generations, key=lambda g: g.run_id))
+
+
+def generations_data(store: TraceStore, run: RunRecord) -> GenerationsData:
+    """A self-consuming run's figures per generation, and its grids of samples."""
+    records = store.generations(run.run_id)
+    count = len(records)
+    matrix = np.full((count, count), np.nan)
+    for record in records:
+        for trained, evaluated, accuracy in record.cross_accuracy:
+            matrix[trained, evaluated] = accuracy
+    grids = {inv.sequence_number: inv.output for inv in store.invocations(run.run_id) if inv.output_type == "image"}
+    return GenerationsData(
+        run_id=run.run_id, generator=run.network[0], seed=run.seed,
+        label_names=records[0].label_names if records else (),
+        cross_accuracy=matrix,
+        label_counts={kind: np.array([r.label_counts[kind] for r in records], dtype=np.int64).reshape(count, -1)
+                      for kind in ("initial", "current")},
+        generator_loss=np.array([r.generator_losses[-1] for r in records]),
+        classifier_loss=np.array([r.classifier_losses[-1] for r in records]),
+        grids=tuple(grids[r.generation] for r in records if r.generation in grids),
+    )

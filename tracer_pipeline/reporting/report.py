@@ -7,6 +7,7 @@ answer, a sentence saying why (:mod:`tracer_pipeline.reporting.findings`).
 3. Has it done this before? (:mod:`.sections.precedents`)
 4. Which part has the biggest impact? (:mod:`.sections.factors`)
 5. Which states do the runs pass through? (:mod:`.sections.clusters`)
+6. For self-consuming runs: does the generator collapse, and when? (:mod:`.sections.collapse`)
 
 Each section first computes its findings (valid or not, why, the numbers), then renders its
 Markdown from them; the JSON report (:meth:`ExperimentReport.to_json`) renders the same findings.
@@ -31,7 +32,7 @@ from PIL import Image
 from tracer_pipeline.reporting.data import ExperimentData, Report
 from tracer_pipeline.reporting.findings import SECTIONS, Finding, notice
 from tracer_pipeline.reporting.measures import FACTORS, RunMeasures, measure_run
-from tracer_pipeline.reporting.sections import clusters, drift, factors, overview, precedents, stuck, topology
+from tracer_pipeline.reporting.sections import clusters, collapse, drift, factors, overview, precedents, stuck, topology
 from tracer_pipeline.reporting.sections.factors import FEATURES
 from tracer_pipeline.store import StoreComparison
 
@@ -50,7 +51,8 @@ def build_report(data: ExperimentData, comparison: StoreComparison | None) -> Re
     Tables: ``run_metrics`` (one row per run), ``drift`` (per run and step), ``drift_by_network``,
     ``divergence`` and ``divergence_by_step``, ``stuck_fractions``, ``diversity_collapse``,
     ``nearest_earlier_runs``, ``attractors``, ``factor_effects``, ``clusters``,
-    ``cluster_transitions`` and ``cluster_sequences``.
+    ``cluster_transitions`` and ``cluster_sequences``; with self-consuming runs also ``collapse``
+    and ``collapse_by_generation``.
 
     ``comparison`` is the store-wide comparison for ``data.embedding_model`` (``compare_store``);
     without it the report says it has not been computed and answers question 3 from end states
@@ -65,6 +67,7 @@ def build_report(data: ExperimentData, comparison: StoreComparison | None) -> Re
     lines += precedents.section(report, data, measures, comparison, shape)
     lines += factors.section(report, measures, shape)
     lines += clusters.section(report, data, measures)
+    lines += collapse.section(report, data)
     report.sections = {name: report.sections[name] for name in SECTIONS}
     report.markdown = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
     return report

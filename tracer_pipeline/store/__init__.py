@@ -2,6 +2,7 @@ from tracer_pipeline.store.records import (
     AttractorData,
     ClusterRecord,
     DiagramRecord,
+    GenerationRecord,
     InvocationRecord,
     RunRecord,
     StoreComparison,
@@ -9,7 +10,7 @@ from tracer_pipeline.store.records import (
 from tracer_pipeline.store.store import NewInvocation, TraceStore, bytes_to_vector, vector_to_bytes
 
 __all__ = [
-    "AttractorData", "ClusterRecord", "DiagramRecord", "InvocationRecord", "NewInvocation", "RunRecord",
-    "StoreComparison", "TraceStore",
+    "AttractorData", "ClusterRecord", "DiagramRecord", "GenerationRecord", "InvocationRecord", "NewInvocation",
+    "RunRecord", "StoreComparison", "TraceStore",
     "bytes_to_vector", "vector_to_bytes",
 ]

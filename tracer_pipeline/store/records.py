@@ -8,11 +8,12 @@ never the other way round.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 
+from tracer_pipeline.config import RunKind
 from tracer_pipeline.errors import StoreError
 from tracer_pipeline.models.base import Output, png_to_image
 from tracer_pipeline.status import RunStatus
@@ -39,6 +40,12 @@ class RunRecord:
     completed_at: datetime | None = None
     created_at: datetime | None = None
     seed_mode: str = "fixed"  # part of the run's identity: "fixed" or "per_invocation"
+    spec: dict = field(default_factory=dict, compare=False)  # the canonical specification
+
+    @property
+    def kind(self) -> RunKind:
+        """Which engine computes this run's steps (network runs' specifications have no kind)."""
+        return RunKind(self.spec.get("kind", RunKind.NETWORK))
 
     @property
     def initial_input(self) -> Output:
@@ -130,3 +137,31 @@ class ClusterRecord:
     cluster: int
     is_medoid: bool
     input_sha256: str
+
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    """One generation of a self-consuming run, beside its invocation (the grid of its samples):
+    the data it holds, the weights to resume from, and its figures.
+
+    ``labels`` are the real labels in generation 0 and the previous generation's classifier's
+    afterwards. ``generator_state`` is the generator after training on this generation (what the
+    next one samples from); ``classifier_state`` the classifier trained on it. ``label_counts``
+    maps "initial" (generation 0's classifier) and "current" (``labels``) to a count per label.
+    ``cross_accuracy`` holds the (trained generation, evaluated generation, accuracy) pairs this
+    generation completed: its classifier on every generation so far, and every earlier classifier
+    on it.
+    """
+
+    run_id: str
+    generation: int
+    invocation_id: int | None
+    samples: np.ndarray  # (N, height, width, channels) uint8
+    labels: np.ndarray  # (N,) int64
+    label_names: tuple[str, ...]
+    generator_state: bytes
+    classifier_state: bytes
+    generator_losses: tuple[float, ...]  # mean loss per epoch
+    classifier_losses: tuple[float, ...]
+    label_counts: dict[str, tuple[int, ...]]
+    cross_accuracy: tuple[tuple[int, int, float], ...]

@@ -185,3 +185,53 @@ class OutputClusterRow(Base):
     cluster: Mapped[int] = mapped_column(Integer)
     is_medoid: Mapped[bool] = mapped_column(default=False)
     input_sha256: Mapped[str] = mapped_column(String(64))  # of the embeddings clustered, to tell when stale
+
+
+class GenerationRow(Base):
+    """One generation of a self-consuming run, beside its invocation (the grid of its samples):
+    its data and labels, the weights to resume from, and its losses. Deleted with its invocation."""
+
+    __tablename__ = "generations"
+    __table_args__ = (UniqueConstraint("run_id", "generation"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), index=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    invocation_id: Mapped[int] = mapped_column(ForeignKey("invocations.id", ondelete="CASCADE"), unique=True)
+    sample_shape: Mapped[list] = mapped_column(JSON)  # [N, height, width, channels]
+    samples: Mapped[bytes] = mapped_column(LargeBinary)  # uint8, C order
+    labels: Mapped[bytes] = mapped_column(LargeBinary)  # int64 little-endian, one per sample
+    label_names: Mapped[list] = mapped_column(JSON)
+    generator_state: Mapped[bytes] = mapped_column(LargeBinary)  # safetensors
+    classifier_state: Mapped[bytes] = mapped_column(LargeBinary)  # safetensors
+    generator_losses: Mapped[list] = mapped_column(JSON)  # mean loss per epoch
+    classifier_losses: Mapped[list] = mapped_column(JSON)
+
+
+class CrossAccuracyRow(Base):
+    """The accuracy of one generation's classifier on another generation's test split."""
+
+    __tablename__ = "cross_accuracy"
+    __table_args__ = (UniqueConstraint("run_id", "trained_generation", "evaluated_generation"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), index=True)
+    generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"), index=True)
+    trained_generation: Mapped[int] = mapped_column(Integer)
+    evaluated_generation: Mapped[int] = mapped_column(Integer)
+    accuracy: Mapped[float] = mapped_column(Float)
+
+
+class LabelFrequencyRow(Base):
+    """How many of a generation's samples a classifier ("initial" or "current") gives a label."""
+
+    __tablename__ = "label_frequencies"
+    __table_args__ = (UniqueConstraint("run_id", "generation", "classifier", "label"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), index=True)
+    generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"), index=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    classifier: Mapped[str] = mapped_column(String(8))  # "initial" | "current"
+    label: Mapped[str] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(Integer)

@@ -33,6 +33,7 @@ from tracer_pipeline.models.base import (
     output_digest,
 )
 from tracer_pipeline.status import RunStatus
+from tracer_pipeline.store.generations import GenerationTables
 from tracer_pipeline.store.records import (
     AttractorData,
     ClusterRecord,
@@ -107,8 +108,9 @@ def bytes_to_vector(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4")
 
 
-class TraceStore:
-    """Experiments, runs, invocations, embeddings and persistence diagrams, with lineage."""
+class TraceStore(GenerationTables):
+    """Experiments, runs, invocations, embeddings and persistence diagrams, with lineage; the
+    self-consuming kind's generations through :class:`GenerationTables`."""
 
     def __init__(self, url: str):
         self.url = url
@@ -250,6 +252,7 @@ class TraceStore:
             experiments=tuple(sorted(name for _, name in links)),
             started_at=row.started_at, completed_at=row.completed_at, created_at=row.created_at,
             seed_mode=row.spec.get("seed_mode", "fixed"),
+            spec=row.spec,
         )
 
     def run_specs(self, run_ids: Sequence[str]) -> dict[str, dict]:

@@ -30,8 +30,12 @@ class EmbeddingOutcome:
     failures: list[str] = field(default_factory=list)
 
 
-def _initial_modality(run: RunRecord) -> str:
-    return "text" if run.prompt is not None else "image"
+def _initial_modality(run: RunRecord) -> str | None:
+    """The modality of the run's starting input; None for a self-consuming run, which starts
+    from real data (its generation 0, embedded as an invocation) rather than an input."""
+    if run.prompt is not None:
+        return "text"
+    return "image" if run.initial_image is not None else None
 
 
 def embed_runs(

@@ -16,7 +16,7 @@ from tracer_pipeline.defs.metadata import (
 from tracer_pipeline.defs.resources import ModelPoolResource, TraceStoreResource
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.tracing.checks import invocation_problems
-from tracer_pipeline.tracing.invocations import run_invocations
+from tracer_pipeline.tracing.engines import run_engines
 
 COMPLETE_CHECK = "every_invocation_present_in_order"
 PROGRESS_LOG_EVERY = 1000
@@ -29,7 +29,9 @@ def invocations(
     """Invoke each run's network from its prompt (or image) and seed, up to the largest
     max_length any experiment asks for, storing every invocation as it completes. Resumes from
     the stored prefix; stops early at an exact fixed point or cycle unless asked to continue.
-    Several runs in one Dagster run advance in lockstep, one batched model call per step."""
+    Several runs in one Dagster run advance in lockstep, one batched model call per step.
+    Self-consuming runs store one invocation per generation (tracing/engines.py dispatches by
+    kind)."""
     trace = store.get_store()
     keys = list(context.partition_keys)
     started = time.perf_counter()
@@ -40,7 +42,7 @@ def invocations(
         if done[0] % PROGRESS_LOG_EVERY == 0:
             context.log.info(f"{done[0]} invocations computed")
 
-    outcomes = run_invocations(trace, models.get_pool(), keys, on_invocation=progress)
+    outcomes = run_engines(trace, models.get_pool(), keys, on_invocation=progress)
     context.log.info(f"{sum(o.computed for o in outcomes.values())} invocations computed "
                      f"in {time.perf_counter() - started:.1f} s")
     failed = [o for o in outcomes.values() if o.status == RunStatus.FAILED]
