@@ -13,12 +13,14 @@ Markdown names its figures by file name; ``inline_markdown`` embeds them for Dag
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import re
 
 from PIL import Image
 
 from tracer_pipeline.reporting.data import ExperimentData, Report
+from tracer_pipeline.reporting.figure_cache import FigureCache
 from tracer_pipeline.reporting.measures import measure_run
 from tracer_pipeline.reporting.sections import drift, factors, overview, precedents, stuck
 from tracer_pipeline.store import StoreComparison
@@ -29,7 +31,8 @@ INLINE_MIN_WIDTH_PX = 200
 FIGURE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
 
 
-def build_report(data: ExperimentData, comparison: StoreComparison | None) -> Report:
+def build_report(data: ExperimentData, comparison: StoreComparison | None,
+                 figures: FigureCache | None = None) -> Report:
     """The experiment's report: Markdown answering the four questions (module docstring), its
     figures as PNG bytes keyed by file name, and its tables as flat rows:
 
@@ -40,14 +43,18 @@ def build_report(data: ExperimentData, comparison: StoreComparison | None) -> Re
     ``comparison`` is the store-wide comparison for ``data.embedding_model`` (``compare_store``);
     without it the report says it has not been computed and answers question 3 from end states
     only.
+
+    ``figures``, when given, supplies the figures whose data did not change since the report it
+    was loaded from (:mod:`.figure_cache`), so only the others are drawn; the report is the same.
     """
     report = Report(title=f"{data.name} — {data.embedding_model}", markdown="")
     measures = [measure_run(run) for run in data.runs]
-    lines = overview.section(report, data, measures)
-    lines += drift.section(report, measures)
-    lines += stuck.section(report, measures)
-    lines += precedents.section(report, data, measures, comparison)
-    lines += factors.section(report, measures, comparison)
+    with figures.active() if figures is not None else contextlib.nullcontext():
+        lines = overview.section(report, data, measures)
+        lines += drift.section(report, measures)
+        lines += stuck.section(report, measures)
+        lines += precedents.section(report, data, measures, comparison)
+        lines += factors.section(report, measures, comparison)
     report.markdown = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
     return report
 
