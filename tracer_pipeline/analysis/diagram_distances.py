@@ -293,22 +293,23 @@ def _h0_wasserstein_sorted(a: np.ndarray, b: np.ndarray) -> float:
     """
     n, m = a.shape[0], b.shape[0]
     root2 = math.sqrt(2.0)
+    death_b = b[:, 1].copy()
+    diagonal_b = (b[:, 1] - b[:, 0]) / root2
     row = np.empty(m + 1)
     row[0] = 0.0
-    for j in range(1, m + 1):
-        row[j] = row[j - 1] + (b[j - 1, 1] - b[j - 1, 0]) / root2
-    for i in range(1, n + 1):
-        to_diagonal = (a[i - 1, 1] - a[i - 1, 0]) / root2
-        diagonal_corner = row[0]
-        row[0] = diagonal_corner + to_diagonal
-        for j in range(1, m + 1):
-            above = row[j]
-            row[j] = min(
-                above + to_diagonal,
-                row[j - 1] + (b[j - 1, 1] - b[j - 1, 0]) / root2,
-                diagonal_corner + abs(a[i - 1, 1] - b[j - 1, 1]),
-            )
-            diagonal_corner = above
+    for j in range(m):
+        row[j + 1] = row[j] + diagonal_b[j]
+    for i in range(n):
+        death_a = a[i, 1]
+        diagonal_a = (a[i, 1] - a[i, 0]) / root2
+        corner = row[0]
+        left = corner + diagonal_a
+        row[0] = left
+        for j in range(m):
+            above = row[j + 1]
+            left = min(above + diagonal_a, left + diagonal_b[j], corner + abs(death_a - death_b[j]))
+            row[j + 1] = left
+            corner = above
     return row[m]
 
 
