@@ -24,7 +24,9 @@ INPUTS_KEY = "inputs_fingerprint"
 
 def _already_current(context: dg.AssetExecutionContext, fingerprint: str) -> bool:
     """Whether the asset's (partition's) last materialization was computed from these inputs."""
-    partition = context.partition_key if context.has_partition_key else None
+    # Not context.has_partition_key: the unpartitioned comparison runs inside a report's
+    # partitioned run, whose partition is not its own.
+    partition = context.partition_key if context.assets_def.partitions_def is not None else None
     record = context.instance.get_latest_data_version_record(context.asset_key, partition_key=partition)
     if record is None or record.asset_materialization is None:
         return False
