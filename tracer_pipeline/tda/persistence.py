@@ -38,8 +38,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.cluster.hierarchy import linkage
-from scipy.spatial.distance import pdist, squareform
 
 # Bump when a diagram computed from the same points would differ (engine, distance, conventions).
 TDA_VERSION = "1"
@@ -54,6 +52,8 @@ def pairwise_euclidean(points: np.ndarray) -> np.ndarray:
     ~1e-3 error in float32 and small non-zeros between duplicates), so identical rows are exactly
     0 apart and every entry is ≥ 0 without clipping.
     """
+    from scipy.spatial.distance import pdist, squareform  # here: loading the pipeline needs no scipy
+
     return squareform(pdist(np.asarray(points, dtype=np.float64), metric="euclidean"))
 
 
@@ -113,6 +113,9 @@ def persistence_diagram(points: np.ndarray, max_dim: int = 1) -> dict[int, np.nd
 def _h0_by_single_linkage(points: np.ndarray) -> np.ndarray:
     """The Rips H0 bars of ≥ 2 points: (0, h) for each single-linkage merge height h (float64
     distances, rounded to float32 like giotto-ph's), plus the component that never dies."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import pdist
+
     heights = linkage(pdist(np.asarray(points, dtype=np.float64)), method="single")[:, 2]
     deaths = heights.astype(np.float32).astype(np.float64)
     bars = np.column_stack([np.zeros(deaths.size + 1), np.append(deaths, math.inf)])
