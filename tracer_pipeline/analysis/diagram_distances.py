@@ -22,6 +22,34 @@ an exact feasibility test; it is bit-identical to persim. Wasserstein: an exact 
 the error of persim's own Euclidean distances (sklearn's Gram-matrix formula: persim even gives
 d(X, X) ≈ 1e-8 instead of 0), while ours are computed from exact differences.
 
+H0 of a Rips filtration by sorting. Every H0 bar of a Vietoris–Rips diagram is born at 0, so a
+finite H0 bar is one number, its death, and both distances reduce to matching points on a line:
+between (0, a) and (0, b) the L∞ and the Euclidean distance are both |a − b|, and the diagonal
+costs a/2 (bottleneck) or a/√2 (Wasserstein). With the deaths sorted, a₁ ≤ … ≤ aₙ and
+b₁ ≤ … ≤ bₘ, and any partial matching uncrossed (pairs (a, b), (a', b') with a < a' and b > b'
+swapped, which never raises |a − b| + |a' − b'| nor max(|a − b|, |a' − b'|)):
+
+* **Bottleneck.** Some optimal matching pairs the k largest deaths of one diagram with the k
+  largest of the other in sorted order and sends the rest to the diagonal. Exchange argument,
+  for a matching of cost ≤ r: an unmatched death a' costs a'/2 ≤ r, so a' ≤ 2r; if a smaller
+  death a < a' is matched to b (|a − b| ≤ r), then either b > 2r ≥ a', so
+  |a' − b| = b − a' < b − a ≤ r and a' can take a's place, or b ≤ 2r, and a and b can both go
+  to the diagonal. Repeating on both sides leaves the k largest of each matched. So
+  d_B = min over k of max(max_{i ≤ k} |a_{n+1−i} − b_{m+1−i}|, a_{n−k}/2, b_{m−k}/2) (a₀ = b₀
+  = 0): one pass over the sorted deaths, O((n + m) log(n + m)) with the sort, and
+  bit-identical to the general kernel (the same candidate costs, computed the same way).
+* **Wasserstein.** Taking the largest deaths is *not* optimal here: for deaths {1, 10} and {2},
+  matching 1↔2 and sending 10 to the diagonal costs 1 + 10/√2 ≈ 8.07, less than 10↔2 plus 1/√2
+  ≈ 8.71. Uncrossing still holds, so the optimum is an alignment of the two sorted sequences
+  (each death matched to the next unused one of the other diagram or sent to the diagonal),
+  found exactly by dynamic programming in O(n·m) time and O(m) memory, instead of an
+  assignment problem on ~n × m points (O(n³)). It equals the general kernel up to the order of
+  float64 additions (~1e-13).
+
+Conditions: every finite bar of both diagrams has birth exactly 0 (Rips H0; diagrams of
+another filtration, or of H1, take the general matching automatically); the infinite bar is
+dropped as everywhere in this module.
+
 Speed: the kernels are compiled with numba (the first call in a fresh checkout compiles for
 10–20 s; the result is cached next to this file), release the GIL and run on several threads.
 On H1 diagrams of 300-point trajectories a pair takes ~35 µs on one core, against ~2 ms
@@ -240,7 +268,55 @@ def _wasserstein_pair(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @numba.njit(cache=True)
-def _pair_distance(a: np.ndarray, b: np.ndarray, bottleneck: bool) -> float:
+def _h0_bottleneck_sorted(a: np.ndarray, b: np.ndarray) -> float:
+    """Bottleneck distance between two diagrams of bars (0, death), each sorted by death: the
+    best k largest-with-largest matching (module docstring)."""
+    n, m = a.shape[0], b.shape[0]
+    matched = 0.0
+    best = np.inf
+    for k in range(min(n, m) + 1):
+        if k > 0:
+            matched = max(matched, abs(a[n - k, 1] - b[m - k, 1]))
+        left_a = a[n - k - 1, 1] / 2 if n - k > 0 else 0.0
+        left_b = b[m - k - 1, 1] / 2 if m - k > 0 else 0.0
+        best = min(best, max(matched, left_a, left_b))
+    return best
+
+
+@numba.njit(cache=True)
+def _h0_wasserstein_sorted(a: np.ndarray, b: np.ndarray) -> float:
+    """1-Wasserstein distance between two diagrams of bars (0, death), each sorted by death: the
+    cheapest alignment of the sorted deaths (module docstring).
+
+    cost[i, j] is the optimum for the i smallest deaths of ``a`` and the j smallest of ``b``:
+    the last of them is either matched to the other's last (|a_i − b_j|) or on the diagonal.
+    """
+    n, m = a.shape[0], b.shape[0]
+    root2 = math.sqrt(2.0)
+    death_b = b[:, 1].copy()
+    diagonal_b = (b[:, 1] - b[:, 0]) / root2
+    row = np.empty(m + 1)
+    row[0] = 0.0
+    for j in range(m):
+        row[j + 1] = row[j] + diagonal_b[j]
+    for i in range(n):
+        death_a = a[i, 1]
+        diagonal_a = (a[i, 1] - a[i, 0]) / root2
+        corner = row[0]
+        left = corner + diagonal_a
+        row[0] = left
+        for j in range(m):
+            above = row[j + 1]
+            left = min(above + diagonal_a, left + diagonal_b[j], corner + abs(death_a - death_b[j]))
+            row[j + 1] = left
+            corner = above
+    return row[m]
+
+
+@numba.njit(cache=True)
+def _pair_distance(a: np.ndarray, b: np.ndarray, bottleneck: bool, h0_sorted: bool) -> float:
+    if h0_sorted:
+        return _h0_bottleneck_sorted(a, b) if bottleneck else _h0_wasserstein_sorted(a, b)
     return _bottleneck_pair(a, b) if bottleneck else _wasserstein_pair(a, b)
 
 
@@ -248,6 +324,7 @@ def _pair_distance(a: np.ndarray, b: np.ndarray, bottleneck: bool) -> float:
 def _distances_for_pairs(
     bars: np.ndarray,
     offsets: np.ndarray,
+    born_at_zero: np.ndarray,
     first: np.ndarray,
     second: np.ndarray,
     bottleneck: bool,
@@ -256,7 +333,8 @@ def _distances_for_pairs(
     for k in range(first.size):
         i, j = first[k], second[k]
         out[k] = _pair_distance(
-            bars[offsets[i] : offsets[i + 1]], bars[offsets[j] : offsets[j + 1]], bottleneck
+            bars[offsets[i] : offsets[i + 1]], bars[offsets[j] : offsets[j + 1]], bottleneck,
+            born_at_zero[i] and born_at_zero[j],
         )
     return out
 
@@ -268,13 +346,19 @@ def _finite_bars(diagram: np.ndarray) -> np.ndarray:
     return bars[np.isfinite(bars).all(axis=1)]
 
 
-def _pack(diagrams: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """All finite bars in one contiguous (Σ n_k, 2) array plus offsets, for the kernels."""
+def _pack(
+    diagrams: Sequence[np.ndarray], h0_by_sorting: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All finite bars in one contiguous (Σ n_k, 2) array, offsets, and for each diagram whether
+    the sorted-H0 kernels apply (every birth 0; its bars are then sorted by death)."""
     finite = [_finite_bars(d) for d in diagrams]
+    born_at_zero = np.array([h0_by_sorting and not np.any(f[:, 0]) for f in finite], dtype=np.bool_)
+    finite = [f[np.argsort(f[:, 1], kind="stable")] if zero else f
+              for f, zero in zip(finite, born_at_zero, strict=True)]
     offsets = np.zeros(len(finite) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([f.shape[0] for f in finite])
     bars = np.concatenate(finite) if finite else np.empty((0, 2))
-    return np.ascontiguousarray(bars), offsets
+    return np.ascontiguousarray(bars), offsets, born_at_zero
 
 
 def _check_metric(metric: str) -> None:
@@ -282,13 +366,17 @@ def _check_metric(metric: str) -> None:
         raise ValueError(f"unknown diagram metric {metric!r}; use one of {', '.join(METRICS)}")
 
 
-def diagram_distance(a: np.ndarray, b: np.ndarray, metric: DiagramMetric) -> float:
-    """Bottleneck or 1-Wasserstein distance between two diagrams (module docstring)."""
+def diagram_distance(
+    a: np.ndarray, b: np.ndarray, metric: DiagramMetric, h0_by_sorting: bool = True
+) -> float:
+    """Bottleneck or 1-Wasserstein distance between two diagrams (module docstring);
+    ``h0_by_sorting=False`` takes the general matching even for two Rips H0 diagrams."""
     _check_metric(metric)
-    bars, offsets = _pack([a, b])
+    bars, offsets, born_at_zero = _pack([a, b], h0_by_sorting)
     # Through the all-pairs kernel, so that only one compiled specialisation exists.
     pair = np.array([0], dtype=np.int64)
-    return float(_distances_for_pairs(bars, offsets, pair, pair + 1, metric == "bottleneck")[0])
+    return float(_distances_for_pairs(bars, offsets, born_at_zero, pair, pair + 1,
+                                      metric == "bottleneck")[0])
 
 
 def diagram_distance_matrix(
@@ -296,6 +384,7 @@ def diagram_distance_matrix(
     metric: DiagramMetric,
     others: Sequence[np.ndarray] | None = None,
     threads: int | None = None,
+    h0_by_sorting: bool = True,
 ) -> np.ndarray:
     """All pairwise distances between diagrams of one homology dimension, in parallel.
 
@@ -308,6 +397,8 @@ def diagram_distance_matrix(
             ``diagrams`` with a zero diagonal, each unordered pair computed once.
         threads: CPU threads to use (the compiled kernel releases the GIL); None uses every
             core this process may run on.
+        h0_by_sorting: pairs of diagrams whose bars are all born at 0 (Rips H0) take the sorted
+            kernels (module docstring); False forces the general matching, to check or time them.
 
     Returns:
         float64 distance matrix.
@@ -315,10 +406,10 @@ def diagram_distance_matrix(
     _check_metric(metric)
     count = len(diagrams)
     if others is None:
-        bars, offsets = _pack(diagrams)
+        bars, offsets, born_at_zero = _pack(diagrams, h0_by_sorting)
         first, second = np.triu_indices(count, k=1)
     else:
-        bars, offsets = _pack([*diagrams, *others])
+        bars, offsets, born_at_zero = _pack([*diagrams, *others], h0_by_sorting)
         first, second = np.divmod(np.arange(count * len(others)), len(others))
         second = second + count
     workers = len(os.sched_getaffinity(0)) if threads is None else threads
@@ -333,7 +424,8 @@ def diagram_distance_matrix(
     # interleaving spreads them over the threads.
     def run(worker: int) -> None:
         values[worker::workers] = _distances_for_pairs(
-            bars, offsets, first[worker::workers].copy(), second[worker::workers].copy(), bottleneck
+            bars, offsets, born_at_zero, first[worker::workers].copy(),
+            second[worker::workers].copy(), bottleneck,
         )
 
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import dagster as dg
@@ -50,7 +51,9 @@ class ModelPoolResource(dg.ConfigurableResource):
 
     def get_pool(self) -> ModelPool:
         if self._pool is None:
-            self._pool = ModelPool(resolve_load_options(
+            # Resolved when a model that is not a dummy loads: "auto" imports torch to look for CUDA.
+            self._pool = ModelPool(functools.partial(
+                resolve_load_options,
                 self.device, self.dtype, self.model_dir, frozenset(self.trust_remote_code), self.torch_threads))
         return self._pool
 

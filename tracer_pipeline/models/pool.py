@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gc
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tracer_pipeline.errors import ModelLoadError, TracerError
-from tracer_pipeline.models.base import EmbeddingModel, GenerativeModel, LoadOptions
+from tracer_pipeline.models.base import EmbeddingModel, Family, GenerativeModel, LoadOptions
 from tracer_pipeline.models.registry import get_model
 
 DEVICES_HELP = "use auto, cpu, cuda or cuda:N"
@@ -56,23 +57,39 @@ def resolve_load_options(
                        trust_remote_code=frozenset(trust_remote_code), torch_threads=torch_threads)
 
 
-class ModelPool:
-    """Loads models by registry name on first use and keeps them for the life of the pool."""
+# Dummy models are numpy on the CPU whatever the pool's options: they are loaded with these, so
+# that a pool of dummy models never resolves "auto" (which imports torch to look for CUDA).
+DUMMY_OPTIONS = LoadOptions()
 
-    def __init__(self, options: LoadOptions):
-        self.options = options
+
+class ModelPool:
+    """Loads models by registry name on first use and keeps them for the life of the pool.
+
+    ``options`` may be given as a function that resolves them (``resolve_load_options`` with its
+    arguments bound): it is called when the first model other than a dummy one loads.
+    """
+
+    def __init__(self, options: LoadOptions | Callable[[], LoadOptions]):
+        self._options = options
         self._loaded: dict[str, GenerativeModel | EmbeddingModel] = {}
+
+    @property
+    def options(self) -> LoadOptions:
+        if not isinstance(self._options, LoadOptions):
+            self._options = self._options()
+        return self._options
 
     def get(self, name: str) -> GenerativeModel | EmbeddingModel:
         spec = get_model(name)
         if spec.name not in self._loaded:
+            options = DUMMY_OPTIONS if spec.family is Family.DUMMY else self.options
             try:
-                self._loaded[spec.name] = spec.loader(spec, self.options)
+                self._loaded[spec.name] = spec.loader(spec, options)
             except TracerError:
                 raise
             except Exception as exc:
                 raise ModelLoadError(f"could not load model {spec.name} ({spec.source}) on "
-                                     f"{self.options.device}: {type(exc).__name__}: {exc}") from exc
+                                     f"{options.device}: {type(exc).__name__}: {exc}") from exc
             self._pin_threads()
         return self._loaded[spec.name]
 

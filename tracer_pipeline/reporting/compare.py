@@ -109,7 +109,8 @@ def compare_store(
 
     Distances: for H0 and H1, bottleneck and 1-Wasserstein
     (``analysis.diagram_distances.diagram_distance_matrix``; infinite bars dropped; a run without
-    a diagram in a dimension counts as the empty diagram). Rows of ``previous`` are reused for
+    a diagram in a dimension counts as the empty diagram; H0 of Rips diagrams, every bar born at
+    0, by sorting the deaths instead of the general matching, with the same values). Rows of ``previous`` are reused for
     runs present there with an unchanged ``diagram_hash``; only pairs involving the other runs
     are computed (the ``others=`` argument for new × kept). ``previous`` is not reused when it
     was made with another embedding model.

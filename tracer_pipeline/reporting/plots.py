@@ -3,7 +3,8 @@
 Figures are deterministic (the same data give the same bytes): fixed sizes and dpi, no
 software or date metadata in the PNG, a fixed colour per network (sorted by name), and no
 random jitter. No pyplot: each figure is its own ``Figure`` with an Agg canvas, so nothing is
-shared between calls or threads.
+shared between calls or threads. Each figure function is drawn only when its data changed
+(:mod:`.figure_cache`); changing this file changes every figure's key.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import io
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -23,6 +25,7 @@ from PIL import Image
 
 from tracer_pipeline.analysis.stuck import recurrence_matrix
 from tracer_pipeline.reporting.data import RunData
+from tracer_pipeline.reporting.figure_cache import cached_figure
 from tracer_pipeline.reporting.measures import DivergenceGroup, RunMeasures, factor_level, trajectory_rows
 from tracer_pipeline.status import RunStatus
 
@@ -39,6 +42,9 @@ THUMBNAIL_PX = 96
 # Stuck marks in black and grey, so that they never take a network's colour.
 EXACT_STYLE = {"color": "black", "lw": 2.5}
 SEMANTIC_STYLE = {"color": "dimgray", "lw": 2.5, "linestyle": (0, (2, 1))}
+# What a figure's pixels depend on besides its data: this drawing code and matplotlib's version.
+CODE = Path(__file__).read_text(encoding="utf-8") + f"\nmatplotlib {matplotlib.__version__}"
+cached = cached_figure(CODE)
 
 
 def _png(figure: Figure) -> bytes:
@@ -75,6 +81,7 @@ def _prompt_styles(prompts: Sequence[str]) -> dict[str, object]:
     return {p: PROMPT_STYLES[i % len(PROMPT_STYLES)] for i, p in enumerate(sorted(set(prompts)))}
 
 
+@cached
 def drift_figure(measures: Sequence[RunMeasures]) -> bytes:
     """Left: cosine distance of each output from the run's initial prompt (or image) per step,
     one line per run, coloured by network and dashed by prompt. Right: cosine distance between
@@ -102,6 +109,7 @@ def drift_figure(measures: Sequence[RunMeasures]) -> bytes:
         return _png(figure)
 
 
+@cached
 def divergence_figure(groups: Sequence[DivergenceGroup]) -> bytes:
     """Mean pairwise cosine distance D(t) per group (log scale), runs with the same network and
     prompt across seeds on the left, with the same network and seed across prompts on the right."""
@@ -130,6 +138,7 @@ def _finite_bars(run: RunData, dim: int) -> np.ndarray:
     return bars[np.isfinite(bars).all(axis=1)]
 
 
+@cached
 def persistence_diagrams_figure(runs: Sequence[RunData]) -> bytes:
     """Every run's persistence diagram, one panel per network, H0 and H1 overlaid (birth against
     death, Euclidean distance on the unit embeddings). H0's infinite bar is not drawn."""
@@ -163,6 +172,7 @@ def _factor_order(runs: Sequence[RunData]) -> list[int]:
     return sorted(range(len(runs)), key=key)
 
 
+@cached
 def distance_heatmap_figure(matrix: np.ndarray, runs: Sequence[RunData], title: str) -> bytes:
     """A distance matrix between runs as a heatmap, runs ordered by network, prompt and seed,
     with lines between networks (labels on each row when there are few runs)."""
@@ -194,6 +204,7 @@ def distance_heatmap_figure(matrix: np.ndarray, runs: Sequence[RunData], title: 
         return _png(figure)
 
 
+@cached
 def projection_figure(runs: Sequence[RunData]) -> bytes | None:
     """The runs' trajectories projected on the first two principal components of all their
     points (SVD of the centred points), coloured by step; None with fewer than two points.
@@ -228,6 +239,7 @@ def projection_figure(runs: Sequence[RunData]) -> bytes | None:
         return _png(figure)
 
 
+@cached
 def stuck_timeline_figure(measures: Sequence[RunMeasures]) -> bytes:
     """One row per run (grouped by network): its stored steps, and from where it was exactly
     stuck (a repeat of an earlier output at the same network position; × marks the repeat) or
@@ -257,6 +269,7 @@ def stuck_timeline_figure(measures: Sequence[RunMeasures]) -> bytes:
         return _png(figure)
 
 
+@cached
 def recurrence_figure(runs: Sequence[RunData]) -> bytes:
     """Recurrence matrices R_ij = cosine similarity of steps i and j of one or two runs."""
     with matplotlib.rc_context(STYLE):
@@ -280,6 +293,7 @@ class ContactRow:
     caption: str | None
 
 
+@cached
 def contact_sheet_figure(rows: Sequence[ContactRow], columns: int = 6, label: str = "step") -> bytes:
     """Rows of thumbnails (at most ``columns`` per row, each labelled "<label> <number>"), each row
     under a heading and above its caption (wrapped, at most two lines)."""
@@ -309,6 +323,7 @@ def contact_sheet_figure(rows: Sequence[ContactRow], columns: int = 6, label: st
         return _png(figure)
 
 
+@cached
 def factor_effects_figure(labels: Sequence[str], factors: Sequence[str], values: np.ndarray,
                           too_few: np.ndarray) -> bytes:
     """A grid of effect sizes: one row per outcome (eta² of a feature, or PERMANOVA R²), one

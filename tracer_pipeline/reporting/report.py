@@ -21,6 +21,7 @@ Markdown names its figures by file name; ``inline_markdown`` embeds them for Dag
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import io
 import re
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from tracer_pipeline.reporting.data import ExperimentData, Report
+from tracer_pipeline.reporting.figure_cache import FigureCache
 from tracer_pipeline.reporting.findings import SECTIONS, Finding, notice
 from tracer_pipeline.reporting.measures import FACTORS, RunMeasures, measure_run
 from tracer_pipeline.reporting.sections import clusters, collapse, drift, factors, overview, precedents, stuck, topology
@@ -42,7 +44,8 @@ INLINE_MIN_WIDTH_PX = 200
 FIGURE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
 
 
-def build_report(data: ExperimentData, comparison: StoreComparison | None) -> Report:
+def build_report(data: ExperimentData, comparison: StoreComparison | None,
+                 figures: FigureCache | None = None) -> Report:
     """The experiment's report for one embedding model: Markdown answering the questions (module
     docstring), its figures as PNG bytes keyed by file name, its tables as flat rows, and one
     :class:`~tracer_pipeline.reporting.findings.Finding` per section (``findings.SECTIONS``) that
@@ -57,17 +60,21 @@ def build_report(data: ExperimentData, comparison: StoreComparison | None) -> Re
     ``comparison`` is the store-wide comparison for ``data.embedding_model`` (``compare_store``);
     without it the report says it has not been computed and answers question 3 from end states
     only.
+
+    ``figures``, when given, supplies the figures whose data did not change since the report it
+    was loaded from (:mod:`.figure_cache`), so only the others are drawn; the report is the same.
     """
     report = Report(title=f"{data.name} — {data.embedding_model}", markdown="")
     measures = [measure_run(run) for run in data.runs]
     shape = topology.diagram_distances(data.runs, comparison)
-    lines = overview.section(report, data, measures)
-    lines += drift.section(report, measures)
-    lines += stuck.section(report, measures)
-    lines += precedents.section(report, data, measures, comparison, shape)
-    lines += factors.section(report, measures, shape)
-    lines += clusters.section(report, data, measures)
-    lines += collapse.section(report, data)
+    with figures.active() if figures is not None else contextlib.nullcontext():
+        lines = overview.section(report, data, measures)
+        lines += drift.section(report, measures)
+        lines += stuck.section(report, measures)
+        lines += precedents.section(report, data, measures, comparison, shape)
+        lines += factors.section(report, measures, shape)
+        lines += clusters.section(report, data, measures)
+        lines += collapse.section(report, data)
     report.sections = {name: report.sections[name] for name in SECTIONS}
     report.markdown = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
     return report
@@ -173,12 +180,15 @@ def across_lines(finding: Finding) -> list[str]:
     return lines
 
 
-def experiment_report(items: Sequence[tuple[ExperimentData, StoreComparison | None]]) -> ExperimentReport:
+def experiment_report(
+    items: Sequence[tuple[ExperimentData, StoreComparison | None]], figures: FigureCache | None = None
+) -> ExperimentReport:
     """The report of one experiment over each of its embedding models: ``items`` holds one
-    (data, store comparison) pair per model, all of the same experiment."""
+    (data, store comparison) pair per model, all of the same experiment. With ``figures``, only
+    figures whose data changed since the last report are drawn."""
     if not items:
         raise ValueError("an experiment report needs at least one embedding model")
-    reports = {data.embedding_model: build_report(data, comparison) for data, comparison in items}
+    reports = {data.embedding_model: build_report(data, comparison, figures) for data, comparison in items}
     result = ExperimentReport(items[0][0].name, reports)
     if len(items) > 1:
         measures = {data.embedding_model: [measure_run(run) for run in data.runs] for data, _ in items}

@@ -20,6 +20,13 @@ Conventions (every diagram stored by the pipeline follows them; change one and b
   exactly 0 apart; the engine (giotto-ph, float32 internally) then rounds bar values to float32
   precision (relative error ≤ 6e-8), returned as float64.
 
+Engines: giotto-ph for H1 and up (1–2.6× faster than ripser for H1, 3–7× for H2, identical
+diagrams), imported only when a diagram needs it (it imports scikit-learn: about a second).
+H0 alone (``max_dim=0``) needs no Rips engine: the deaths of the H0 bars of a Rips filtration
+are the merge heights of single-linkage clustering (the edge lengths of a minimum spanning
+tree), so scipy's ``linkage`` gives them in O(N²), rounded to float32 as giotto-ph rounds them;
+the diagrams are identical to giotto-ph's, bar for bar (the tests check it).
+
 Cost: full Rips grows about as N³ in time. Up to N ≈ 1,000 points H0+H1 takes seconds; at
 N ≈ 2,000 it takes 10–50 s and 1–2.5 GB; beyond that compute H0 only (``max_dim=0``) or embed
 a subsample.
@@ -30,9 +37,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import gph
 import numpy as np
-from scipy.spatial.distance import pdist, squareform
 
 # Bump when a diagram computed from the same points would differ (engine, distance, conventions).
 TDA_VERSION = "1"
@@ -47,6 +52,8 @@ def pairwise_euclidean(points: np.ndarray) -> np.ndarray:
     ~1e-3 error in float32 and small non-zeros between duplicates), so identical rows are exactly
     0 apart and every entry is ≥ 0 without clipping.
     """
+    from scipy.spatial.distance import pdist, squareform  # here: loading the pipeline needs no scipy
+
     return squareform(pdist(np.asarray(points, dtype=np.float64), metric="euclidean"))
 
 
@@ -84,18 +91,35 @@ def persistence_diagram(points: np.ndarray, max_dim: int = 1) -> dict[int, np.nd
         diagram[0] = np.array([[0.0, math.inf]])
         return diagram
 
-    # metric="precomputed" with a dense matrix: a sparse input would read the exact zeros
-    # between duplicates as missing edges. One thread: a second one gained nothing at N ≥ 500
-    # on a 2-core machine, and runs are computed side by side.
-    result = gph.ripser_parallel(
-        pairwise_euclidean(points), maxdim=max_dim, metric="precomputed", n_threads=1
-    )
+    if max_dim == 0:
+        dgms = [_h0_by_single_linkage(points)]
+    else:
+        import gph  # only here: it imports scikit-learn
+
+        # metric="precomputed" with a dense matrix: a sparse input would read the exact zeros
+        # between duplicates as missing edges. One thread: a second one gained nothing at
+        # N ≥ 500 on a 2-core machine, and runs are computed side by side.
+        dgms = gph.ripser_parallel(
+            pairwise_euclidean(points), maxdim=max_dim, metric="precomputed", n_threads=1
+        )["dgms"]
     diagram = {}
-    for dim, bars in enumerate(result["dgms"]):
+    for dim, bars in enumerate(dgms):
         bars = np.asarray(bars, dtype=np.float64).reshape(-1, 2)
         bars = bars[bars[:, 1] > bars[:, 0]]
         diagram[dim] = bars[np.lexsort((bars[:, 1], bars[:, 0]))]
     return diagram
+
+
+def _h0_by_single_linkage(points: np.ndarray) -> np.ndarray:
+    """The Rips H0 bars of ≥ 2 points: (0, h) for each single-linkage merge height h (float64
+    distances, rounded to float32 like giotto-ph's), plus the component that never dies."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import pdist
+
+    heights = linkage(pdist(np.asarray(points, dtype=np.float64)), method="single")[:, 2]
+    deaths = heights.astype(np.float32).astype(np.float64)
+    bars = np.column_stack([np.zeros(deaths.size + 1), np.append(deaths, math.inf)])
+    return bars
 
 
 def persistent_entropy(bars: np.ndarray) -> float:

@@ -89,3 +89,50 @@ def test_nearest_earlier_runs() -> None:
         [(1, 0.5), (0, 2.0)],
         [(1, 0.2), (0, 3.0)],
     ]
+
+
+def _h0_diagrams(count: int, seed: int) -> list[np.ndarray]:
+    """Rips-style H0 diagrams: bars (0, death) with one infinite bar, ties, and sizes from 0 to
+    40, including deaths far apart in scale (where the largest-with-largest pairing is wrong for
+    the Wasserstein distance)."""
+    rng = np.random.default_rng(seed)
+    diagrams = []
+    for size in rng.integers(0, 40, count):
+        deaths = rng.choice([rng.uniform(0, 1, size), rng.exponential(1.0, size) ** 3])
+        deaths[: size // 5] = np.round(deaths[: size // 5], 1)  # ties within and across diagrams
+        bars = np.column_stack([np.zeros(size), deaths])
+        diagrams.append(np.vstack([bars, [[0.0, np.inf]]]) if size % 2 else bars)
+    return diagrams
+
+
+@pytest.mark.parametrize("metric", ["bottleneck", "wasserstein"])
+def test_h0_by_sorting_equals_the_general_matching(metric: str) -> None:
+    diagrams = _h0_diagrams(40, seed=3)
+    diagrams.append(np.array([[0.0, 1.0], [0.0, 10.0]]))
+    diagrams.append(np.array([[0.0, 2.0]]))
+    sorted_ = diagram_distance_matrix(diagrams, metric, threads=2)
+    general = diagram_distance_matrix(diagrams, metric, threads=2, h0_by_sorting=False)
+    if metric == "bottleneck":
+        np.testing.assert_array_equal(sorted_, general)
+    else:  # the same optimum, summed in another order
+        np.testing.assert_allclose(sorted_, general, rtol=1e-12, atol=1e-12)
+    for i, j in [(0, 1), (5, 17), (40, 41), (3, 40), (12, 30)]:
+        assert sorted_[i, j] == pytest.approx(_persim(diagrams[i], diagrams[j], metric), abs=1e-7)
+
+
+def test_h0_wasserstein_is_not_the_largest_with_largest_pairing() -> None:
+    # Deaths {1, 10} and {2}: 1↔2 plus 10 on the diagonal beats 10↔2 plus 1 on the diagonal.
+    a, b = np.array([[0.0, 1.0], [0.0, 10.0]]), np.array([[0.0, 2.0]])
+    assert diagram_distance(a, b, "wasserstein") == pytest.approx(1 + 10 / np.sqrt(2), rel=1e-15)
+    assert diagram_distance(a, b, "bottleneck") == 5.0
+
+
+@pytest.mark.parametrize("metric", ["bottleneck", "wasserstein"])
+def test_mixed_births_take_the_general_matching(metric: str) -> None:
+    h0 = _h0_diagrams(6, seed=4)
+    h1 = _random_diagrams(6, seed=5)
+    shifted = [d + [[0.01, 0.01]] for d in h0]  # births no longer 0: not a Rips H0 diagram
+    diagrams = h0 + h1 + shifted
+    matrix = diagram_distance_matrix(diagrams, metric, threads=1)
+    for i, j in [(0, 7), (2, 13), (14, 15), (8, 9), (1, 3)]:
+        assert matrix[i, j] == pytest.approx(_persim(diagrams[i], diagrams[j], metric), abs=1e-7)

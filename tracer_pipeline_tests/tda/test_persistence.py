@@ -117,3 +117,14 @@ def test_giotto_ph_matches_ripser_on_a_random_cloud() -> None:
         np.testing.assert_allclose(ours[dim], theirs, rtol=1e-6, atol=1e-7)
     # The comparison exercised H1 and H2, not only empty diagrams.
     assert ours[1].shape[0] > 0 and ours[2].shape[0] > 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_h0_alone_equals_giotto_ph_bar_for_bar(seed: int) -> None:
+    """max_dim=0 takes single linkage instead of giotto-ph; the stored diagram must not change."""
+    rng = np.random.default_rng(seed)
+    points = _unit_rows(rng.normal(size=(int(rng.integers(2, 200)), [3, 64, 512][seed % 3])))
+    if seed % 2:  # a stuck run: exact repeats and points on a coarse grid (tied distances)
+        points[rng.integers(0, len(points), len(points) // 3)] = points[0]
+        points = np.round(points, 1)
+    assert persistence_diagram(points, max_dim=0)[0].tobytes() == persistence_diagram(points, max_dim=1)[0].tobytes()

@@ -1,4 +1,8 @@
-"""Retraining the SceneWorld models, as an asset so that lineage and caching cover it."""
+"""Retraining the SceneWorld models, as an asset so that lineage and caching cover it.
+
+``sceneworld.train`` (and with it torch) is imported when the asset runs, not when the
+definitions load: an experiment of dummy models never needs torch.
+"""
 
 import hashlib
 import json
@@ -7,7 +11,6 @@ import dagster as dg
 
 from tracer_pipeline.defs.partitions import OWNERS
 from tracer_pipeline.defs.resources import DataFoldersResource
-from tracer_pipeline.sceneworld import train
 from tracer_pipeline.sceneworld.evaluate import BARS
 from tracer_pipeline.sceneworld.models import VERSION, weight_files
 
@@ -17,6 +20,8 @@ class SceneWorldTraining(dg.Config):
 
 
 def _weights_digest(folder) -> str:
+    from tracer_pipeline.sceneworld import train
+
     h = hashlib.sha256()
     for name in train.MODELS:
         h.update((folder / weight_files(name)[0]).read_bytes())
@@ -32,6 +37,8 @@ def sceneworld_models(
     measured on held-out scenes. Weights already trained there by this code version are kept
     (training is reproducible: the same seed gives the same bytes). The weights the registry uses
     ship in ``tracer_pipeline/sceneworld/weights``; copy retrained ones there to use them."""
+    from tracer_pipeline.sceneworld import train
+
     out = folders.sceneworld_dir(config.seed)
     metrics_file = out / "metrics.json"
     cached = False
