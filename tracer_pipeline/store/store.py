@@ -1,9 +1,10 @@
 """The one store API. Every read and write of the trace store goes through :class:`TraceStore`.
 
 Writes are idempotent: writing the same invocation, embedding or diagram twice keeps one row.
-On SQLite the database runs in WAL mode with a busy timeout, and every write transaction takes
-the write lock up front (``BEGIN IMMEDIATE``) so concurrent writer processes queue instead of
-failing.
+On SQLite the database runs in WAL mode with a busy timeout; every write transaction takes the
+write lock up front (``BEGIN IMMEDIATE``) so concurrent writer processes queue instead of
+failing, and reads take no lock. Opening checks that the database is a trace store of this
+schema version (:mod:`tracer_pipeline.store.opening`).
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,6 +34,8 @@ from tracer_pipeline.models.base import (
     output_digest,
 )
 from tracer_pipeline.status import RunStatus
+from tracer_pipeline.store.liveness import Heartbeat, owner_alive, this_host
+from tracer_pipeline.store.opening import READ_OPTION, open_store_engine
 from tracer_pipeline.store.records import (
     AttractorData,
     DiagramRecord,
@@ -48,12 +52,11 @@ from tracer_pipeline.store.schema import (
     PersistenceDiagramRow,
     ReferenceEmbeddingRow,
     ReportRow,
+    RunLeaseRow,
     RunRow,
     StoreComparisonRow,
     utcnow,
 )
-
-SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 
 def _invocation(row: InvocationRow) -> InvocationRecord:
@@ -62,6 +65,12 @@ def _invocation(row: InvocationRow) -> InvocationRecord:
         row.input_invocation_id, row.seed, row.output_type, row.output_text, row.output_image,
         row.output_sha256, row.error, row.started_at, row.completed_at,
     )
+
+
+def _chunks(items: Sequence, size: int = 500) -> Iterator[Sequence]:
+    """Slices small enough for an ``IN (...)`` list on every database."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def vector_to_bytes(vector: np.ndarray) -> bytes:
@@ -75,43 +84,38 @@ def bytes_to_vector(data: bytes) -> np.ndarray:
 class TraceStore:
     """Experiments, runs, invocations, embeddings and persistence diagrams, with lineage."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, read_only: bool = False):
+        """Open the store at ``url``, refusing with :class:`StoreOpenError` a database that is not
+        a trace store of this version. ``read_only``: create and change nothing (a missing
+        store is an error naming where it was looked for), and take no lock."""
         self.url = url
-        self.engine = self._create_engine(url)
-        Base.metadata.create_all(self.engine)
+        self.read_only = read_only
+        self.engine, self._tables = open_store_engine(url, read_only)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    @staticmethod
-    def _create_engine(url: str) -> Engine:
-        if not url.startswith("sqlite"):
-            return create_engine(url, pool_pre_ping=True)
-        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection, _record) -> None:
-            dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
+        self._read_sessions = sessionmaker(self.engine.execution_options(**{READ_OPTION: True}),
+                                           expire_on_commit=False)
+        self._heartbeat: Heartbeat | None = None
+        self._heartbeat_lock = threading.Lock()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One transaction: committed on success, rolled back on any error."""
+        """One write transaction: committed on success, rolled back on any error."""
+        if self.read_only:
+            raise StoreError(f"the trace store {self.url} was opened read-only")
         with self._sessions.begin() as session:
             yield session
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """One read transaction: a consistent snapshot, without the write lock."""
+        with self._read_sessions.begin() as session:
+            yield session
+
     def close(self) -> None:
+        with self._heartbeat_lock:
+            heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.stop()
         self.engine.dispose()
 
     def _insert(self, table):
@@ -182,7 +186,7 @@ class TraceStore:
 
     def get_runs(self, run_ids: Iterable[str] | None = None) -> list[RunRecord]:
         """Runs in the given order (unknown ids are left out), or every run when None."""
-        with self.session() as s:
+        with self.reading() as s:
             query = select(RunRow)
             if run_ids is not None:
                 run_ids = list(run_ids)
@@ -196,18 +200,35 @@ class TraceStore:
                 link_query = link_query.where(ExperimentRunRow.run_id.in_(run_ids))
             for link, name in s.execute(link_query):
                 links.setdefault(link.run_id, []).append((link, name))
+            running = [r for r, row in rows.items() if row.status == RunStatus.RUNNING]
+            leases = self._leases(s, running) if running else {}
         order = run_ids if run_ids is not None else sorted(rows)
-        return [self._run_record(rows[r], links.get(r, [])) for r in order if r in rows]
+        return [self._run_record(rows[r], links.get(r, []), leases) for r in order if r in rows]
+
+    def _leases(self, s: Session, run_ids: list[str]) -> dict[str, RunLeaseRow]:
+        if RunLeaseRow.__tablename__ not in self._tables:  # an unversioned store opened read-only
+            return {}
+        return {row.run_id: row for chunk in _chunks(run_ids)
+                for row in s.scalars(select(RunLeaseRow).where(RunLeaseRow.run_id.in_(chunk)))}
 
     @staticmethod
-    def _run_record(row: RunRow, links: list[tuple[ExperimentRunRow, str]]) -> RunRecord:
+    def _run_record(row: RunRow, links: list[tuple[ExperimentRunRow, str]],
+                    leases: dict[str, RunLeaseRow]) -> RunRecord:
         embedders: list[str] = []
         for link, _ in links:
             embedders += [m for m in link.embedding_models if m not in embedders]
+        status, stop_reason = RunStatus(row.status), row.stop_reason
+        if status == RunStatus.RUNNING:
+            lease = leases.get(row.run_id)
+            if lease is None or not owner_alive(lease.host, lease.pid, lease.heartbeat_at, utcnow()):
+                status = RunStatus.INTERRUPTED
+                owner = f"process {lease.pid} on {lease.host}" if lease else "its process"
+                stop_reason = (f"interrupted: {owner} stopped while computing it; "
+                               "run the experiment again to continue")
         return RunRecord(
             run_id=row.run_id, network=tuple(row.network), prompt=row.prompt,
-            initial_image=row.initial_image, seed=row.seed, status=RunStatus(row.status),
-            stop_reason=row.stop_reason, error=row.error,
+            initial_image=row.initial_image, seed=row.seed, status=status,
+            stop_reason=stop_reason, error=row.error,
             max_length=max((link.max_length for link, _ in links), default=0),
             embedding_models=tuple(embedders),
             stop_when_stuck=all(link.stop_when_stuck for link, _ in links),
@@ -218,7 +239,7 @@ class TraceStore:
 
     def run_spec(self, run_id: str) -> dict:
         """The canonical specification a run's id is the hash of."""
-        with self.session() as s:
+        with self.reading() as s:
             spec = s.scalar(select(RunRow.spec).where(RunRow.run_id == run_id))
         if spec is None:
             self.get_run(run_id)  # raises the clear "not registered" error
@@ -227,6 +248,11 @@ class TraceStore:
     def set_run_status(
         self, run_id: str, status: str, stop_reason: str | None = None, error: str | None = None
     ) -> None:
+        """Record a run's status. ``running`` also records this process as the run's owner, kept
+        alive by a heartbeat (see :mod:`tracer_pipeline.store.liveness`); any other status
+        releases it."""
+        if status == RunStatus.INTERRUPTED:
+            raise ValueError("interrupted is read from a running run's dead owner, never stored")
         values: dict = {"status": status, "stop_reason": stop_reason, "error": error, "updated_at": utcnow()}
         if status == RunStatus.RUNNING:
             values["started_at"] = utcnow()
@@ -234,13 +260,32 @@ class TraceStore:
             values["completed_at"] = utcnow()
         with self.session() as s:
             s.execute(update(RunRow).where(RunRow.run_id == run_id).values(**values))
+            s.execute(delete(RunLeaseRow).where(RunLeaseRow.run_id == run_id))
+            if status == RunStatus.RUNNING:
+                now = utcnow()
+                s.add(RunLeaseRow(run_id=run_id, host=this_host(), pid=os.getpid(), claimed_at=now, heartbeat_at=now))
+        if status == RunStatus.RUNNING:
+            self._keep_alive()
+
+    def _keep_alive(self) -> None:
+        with self._heartbeat_lock:
+            if self._heartbeat is None:
+                self._heartbeat = Heartbeat(self._beat)
+
+    def _beat(self) -> bool:
+        with self._heartbeat_lock, self.session() as s:
+            held = s.execute(update(RunLeaseRow).where(RunLeaseRow.host == this_host(), RunLeaseRow.pid == os.getpid())
+                             .values(heartbeat_at=utcnow())).rowcount
+            if not held:
+                self._heartbeat = None
+            return bool(held)
 
     def experiment_names(self) -> list[str]:
-        with self.session() as s:
+        with self.reading() as s:
             return list(s.scalars(select(ExperimentRow.name).order_by(ExperimentRow.name)))
 
     def experiment(self, name: str) -> ExperimentRow | None:
-        with self.session() as s:
+        with self.reading() as s:
             return s.scalar(select(ExperimentRow).where(ExperimentRow.name == name))
 
     def require_experiment(self, name: str) -> ExperimentRow:
@@ -253,7 +298,7 @@ class TraceStore:
 
     def experiment_run_ids(self, name: str) -> list[str]:
         """The runs an experiment names, in registration order."""
-        with self.session() as s:
+        with self.reading() as s:
             return list(s.scalars(
                 select(ExperimentRunRow.run_id)
                 .join(ExperimentRow, ExperimentRow.id == ExperimentRunRow.experiment_id)
@@ -263,7 +308,7 @@ class TraceStore:
 
     def scheduled_seeds(self, name: str) -> list[int]:
         """Seeds the seed schedule has added to an experiment so far."""
-        with self.session() as s:
+        with self.reading() as s:
             return sorted(set(s.scalars(
                 select(RunRow.seed)
                 .join(ExperimentRunRow, ExperimentRunRow.run_id == RunRow.run_id)
@@ -274,7 +319,7 @@ class TraceStore:
     # invocations ------------------------------------------------------------------------
 
     def invocations(self, run_id: str) -> list[InvocationRecord]:
-        with self.session() as s:
+        with self.reading() as s:
             rows = s.scalars(
                 select(InvocationRow).where(InvocationRow.run_id == run_id)
                 .order_by(InvocationRow.sequence_number)
@@ -332,7 +377,7 @@ class TraceStore:
 
     def embedding_status(self, run_id: str, embedding_model: str) -> dict[int, str]:
         """Invocation id -> stored model version, for this run's embeddings by this model."""
-        with self.session() as s:
+        with self.reading() as s:
             return dict(s.execute(
                 select(EmbeddingRow.invocation_id, EmbeddingRow.model_version)
                 .join(InvocationRow, InvocationRow.id == EmbeddingRow.invocation_id)
@@ -357,7 +402,7 @@ class TraceStore:
 
     def reference_embedding(self, run_id: str, embedding_model: str) -> tuple[str, np.ndarray] | None:
         """(model version, vector) of the embedding of a run's initial prompt or image."""
-        with self.session() as s:
+        with self.reading() as s:
             row = s.scalar(select(ReferenceEmbeddingRow).where(
                 ReferenceEmbeddingRow.run_id == run_id, ReferenceEmbeddingRow.embedding_model == embedding_model))
         return None if row is None else (row.model_version, bytes_to_vector(row.vector))
@@ -380,7 +425,7 @@ class TraceStore:
     def embedding_ids(self, run_id: str, embedding_model: str) -> list[tuple[int, int]]:
         """(invocation id, sequence number) of a run's embedded outputs, in the order of
         :meth:`trajectory`."""
-        with self.session() as s:
+        with self.reading() as s:
             return [tuple(r) for r in s.execute(
                 select(InvocationRow.id, InvocationRow.sequence_number)
                 .join(EmbeddingRow, EmbeddingRow.invocation_id == InvocationRow.id)
@@ -390,7 +435,7 @@ class TraceStore:
 
     def trajectory(self, run_id: str, embedding_model: str) -> tuple[list[int], list[str], np.ndarray]:
         """(sequence numbers, output types, vectors as rows) of a run's embedded outputs, in order."""
-        with self.session() as s:
+        with self.reading() as s:
             rows = s.execute(
                 select(InvocationRow.sequence_number, InvocationRow.output_type, EmbeddingRow.vector)
                 .join(EmbeddingRow, EmbeddingRow.invocation_id == InvocationRow.id)
@@ -406,7 +451,7 @@ class TraceStore:
 
     def diagram_keys(self, run_id: str) -> dict[tuple[str, str, str], str]:
         """(embedding model, subset, params hash) -> input sha256 of this run's stored diagrams."""
-        with self.session() as s:
+        with self.reading() as s:
             rows = s.execute(select(
                 PersistenceDiagramRow.embedding_model, PersistenceDiagramRow.subset,
                 PersistenceDiagramRow.params_hash, PersistenceDiagramRow.input_sha256,
@@ -436,7 +481,7 @@ class TraceStore:
                 index_elements=["run_id", "embedding_model", "subset", "params_hash"], set_=values))
 
     def diagrams(self, run_ids: Iterable[str] | None = None) -> list[DiagramRecord]:
-        with self.session() as s:
+        with self.reading() as s:
             query = select(PersistenceDiagramRow).order_by(
                 PersistenceDiagramRow.run_id, PersistenceDiagramRow.embedding_model,
                 PersistenceDiagramRow.subset)
@@ -467,7 +512,7 @@ class TraceStore:
                       .on_conflict_do_update(index_elements=["embedding_model"], set_=values))
 
     def comparison(self, embedding_model: str) -> StoreComparison | None:
-        with self.session() as s:
+        with self.reading() as s:
             row = s.get(StoreComparisonRow, embedding_model)
         if row is None:
             return None
@@ -480,7 +525,7 @@ class TraceStore:
         )
 
     def embedding_models_in_use(self) -> list[str]:
-        with self.session() as s:
+        with self.reading() as s:
             return sorted(set(s.scalars(select(PersistenceDiagramRow.embedding_model))))
 
     def diagrams_fingerprint(self, run_ids: Sequence[str] | None = None) -> str:
@@ -488,7 +533,7 @@ class TraceStore:
         query = select(func.count(), func.max(PersistenceDiagramRow.created_at))
         if run_ids is not None:
             query = query.where(PersistenceDiagramRow.run_id.in_(list(run_ids)))
-        with self.session() as s:
+        with self.reading() as s:
             count, latest = s.execute(query).one()
         return f"{count}:{latest}"
 
@@ -501,7 +546,7 @@ class TraceStore:
     def report_tables(self, experiments: Iterable[str] | None = None) -> dict[str, list[dict]]:
         """Every stored report's analysis tables, concatenated per table name, each row tagged
         with its experiment."""
-        with self.session() as s:
+        with self.reading() as s:
             query = select(ReportRow)
             if experiments is not None:
                 query = query.where(ReportRow.experiment.in_(list(experiments)))
@@ -516,7 +561,7 @@ class TraceStore:
 
     def counts(self, run_ids: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
         """Per run: stored invocations (without errors), embeddings and diagrams."""
-        with self.session() as s:
+        with self.reading() as s:
             def grouped(query, column) -> dict[str, int]:
                 if run_ids is not None:
                     query = query.where(column.in_(list(run_ids)))
@@ -537,7 +582,7 @@ class TraceStore:
         """A short hash of what is stored for a run: ``invocations``, ``embeddings`` or
         ``diagrams``. Used as the Dagster data version of the per-run assets."""
         h = hashlib.sha256(what.encode())
-        with self.session() as s:
+        with self.reading() as s:
             if what == "runs":
                 row = s.get(RunRow, run_id)
                 h.update(canonical_json(row.spec if row else None).encode())
