@@ -61,3 +61,5 @@ class RunNotRegisteredError(StoreError):
 
 class SettingsError(TracerError):
     """A setting (a flag or a ``TRACER_*`` environment variable) has a value that cannot work."""
+
+    exit_code = 2

@@ -7,7 +7,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from tracer_pipeline.models.pool import ModelPool, resolve_load_options
+from tracer_pipeline.models.base import CallPolicy
+from tracer_pipeline.models.pool import ModelPool, memory_budget, resolve_load_options
 from tracer_pipeline.settings import Settings, reports_dir, sceneworld_dir
 from tracer_pipeline.store import TraceStore
 
@@ -38,6 +39,8 @@ class ModelPoolResource(dg.ConfigurableResource):
     models are built and real weights may be placed. ``trust_remote_code``: model names allowed
     to run code from their repositories (off for all by default). ``torch_threads``: torch's CPU
     thread count (fixed, default 1, because CPU outputs depend on it; 0 = torch's default).
+    ``timeout_s`` (0: none) and ``retries``: the limits of every model call. ``memory_gb``: the
+    pool's memory budget (unset: 80 % of the GPU's memory, half the machine's on CPU).
     """
 
     device: str = "auto"
@@ -45,13 +48,18 @@ class ModelPoolResource(dg.ConfigurableResource):
     model_dir: str
     trust_remote_code: list[str] = []
     torch_threads: int = 1
+    timeout_s: float = 600.0
+    retries: int = 2
+    memory_gb: float | None = None
 
     _pool: ModelPool | None = PrivateAttr(default=None)
 
     def get_pool(self) -> ModelPool:
         if self._pool is None:
-            self._pool = ModelPool(resolve_load_options(
-                self.device, self.dtype, self.model_dir, frozenset(self.trust_remote_code), self.torch_threads))
+            options = resolve_load_options(
+                self.device, self.dtype, self.model_dir, frozenset(self.trust_remote_code), self.torch_threads)
+            self._pool = ModelPool(options, CallPolicy(self.timeout_s or None, self.retries),
+                                   memory_budget(options.device, self.memory_gb))
         return self._pool
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -80,6 +88,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "models": ModelPoolResource(
             device=settings.device, dtype=settings.dtype, model_dir=str(settings.model_dir),
             trust_remote_code=list(settings.trust_remote_code), torch_threads=settings.torch_threads,
+            timeout_s=settings.model_timeout_s, retries=settings.model_retries, memory_gb=settings.model_memory_gb,
         ),
         "folders": DataFoldersResource(data_dir=str(settings.data_dir),
                                        experiments_dir=str(settings.experiments_dir)),

@@ -135,6 +135,17 @@ def _fail(store: TraceStore, state: _RunState, outcome: RunOutcome, error: str) 
     state.next_seq = -1
 
 
+def _next_network(waiting: list[_RunState], pool: ModelPool) -> list[_RunState]:
+    """Take the runs of the first waiting network out of ``waiting``; tell the pool their models."""
+    if not waiting:
+        return []
+    network = waiting[0].run.network
+    group = [s for s in waiting if s.run.network == network]
+    waiting[:] = [s for s in waiting if s.run.network != network]
+    pool.prepare(network)
+    return group
+
+
 def run_invocations(
     store: TraceStore,
     pool: ModelPool,
@@ -152,14 +163,16 @@ def run_invocations(
     if missing:
         store.get_run(sorted(missing)[0])  # raises the clear "not registered" error
     outcomes = {run_id: RunOutcome(run_id) for run_id in run_ids}
-    active: list[_RunState] = []
+    waiting: list[_RunState] = []
     for run in runs:
         state = _prepare(store, run, outcomes[run.run_id])
         if state is not None:
             store.set_run_status(run.run_id, RunStatus.RUNNING)
-            active.append(state)
+            waiting.append(state)
 
-    while active:
+    # One network's runs at a time, so that the pool can free what the next network does not use.
+    active: list[_RunState] = []
+    while active or (active := _next_network(waiting, pool)):
         by_model: dict[str, list[_RunState]] = {}
         for state in active:
             by_model.setdefault(state.model, []).append(state)
@@ -176,7 +189,8 @@ def run_invocations(
             for start in range(0, len(group), batch_size):
                 batch = group[start : start + batch_size]
                 started = utcnow()
-                outputs = batch_then_items(model.generate, [s.last_output for s in batch], [s.run.seed for s in batch])
+                outputs = batch_then_items(model.generate, [s.last_output for s in batch], [s.run.seed for s in batch],
+                                           policy=pool.policy)
                 completed = utcnow()
                 for state, output in zip(batch, outputs, strict=True):
                     inv = store.add_invocation(
