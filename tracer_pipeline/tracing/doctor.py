@@ -110,10 +110,15 @@ def stale_diagrams(store: TraceStore) -> list[Problem]:
         by_model = {model for model, _, _ in stored}
         current: dict[tuple[str, str], str] = {}
         for model in by_model:
-            for subset, (_, digest) in trajectory_subsets(*store.trajectory(run.run_id, model)).items():
+            try:
+                trajectory = store.trajectory(run.run_id, model)
+            except ValueError:  # vectors of different lengths: bad_vectors names them, and its repair these diagrams
+                continue
+            for subset, (_, digest) in trajectory_subsets(*trajectory).items():
                 current[(model, subset)] = digest
         for (model, subset, stored_params), digest in sorted(stored.items()):
-            if stored_params == params_hash and current.get((model, subset)) != digest:
+            readable = any(m == model for m, _ in current)
+            if stored_params == params_hash and readable and current.get((model, subset)) != digest:
 
                 def repair(s: TraceStore, run_id: str = run.run_id, model: str = model, subset: str = subset) -> None:
                     s.delete_diagram(run_id, model, subset)
