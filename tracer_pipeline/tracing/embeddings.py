@@ -83,7 +83,8 @@ def embed_runs(
             vectors = batch_then_items(model.embed, [r.initial_input for r in batch], policy=pool.policy)
             for run, vector in zip(batch, vectors, strict=True):
                 if isinstance(vector, ModelFailure) or not np.all(np.isfinite(vector)):
-                    outcomes[run.run_id].failures.append(f"{spec.name} on the initial input: {vector}")
+                    why = vector if isinstance(vector, ModelFailure) else "the vector is not finite (NaN or inf)"
+                    outcomes[run.run_id].failures.append(f"{spec.name} on the initial input: {why}")
                 else:
                     store.put_reference_embedding(run.run_id, spec.name, spec.version, vector)
         for start in range(0, len(todo), batch_size):
