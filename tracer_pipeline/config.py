@@ -41,7 +41,7 @@ from tracer_pipeline.models.registry import get_model
 # tens of seconds and GBs of memory, at 5,000 it is out of reach on a laptop.
 MAX_LENGTH_LIMIT = 5000
 MAX_SEED = 2**63 - 1
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # used with fullmatch: "$" would let "name\n" through
 KNOWN_KEYS = {
     "name", "networks", "seeds", "prompts", "initial_images", "embedding_models", "max_length",
     "stop_when_stuck", "max_homology_dim", "seed_schedule", "seed_mode", "self_consuming",
@@ -266,7 +266,7 @@ def parse_experiment(
     name = data.get("name", default_name)
     if name is None:
         problems.append("name: missing, and there is no file name to take it from")
-    elif not isinstance(name, str) or not NAME_PATTERN.match(name):
+    elif not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         problems.append(
             f"name: {name!r} must be 1-64 letters, digits, '-' or '_' "
             "(it names the experiment in the store and in Dagster)"
@@ -310,6 +310,8 @@ def parse_experiment(
                     images.append((str(path), output_digest(image.convert("RGB"))))
             except FileNotFoundError:
                 problems.append(f"initial_images[{i}]: file not found: {path}")
+            except Image.DecompressionBombError as exc:
+                problems.append(f"initial_images[{i}]: {path} is too large to decode safely ({exc})")
             except (UnidentifiedImageError, OSError) as exc:
                 problems.append(f"initial_images[{i}]: cannot read {path} as an image ({exc})")
         if networks and Modality.IMAGE not in first_inputs:
@@ -428,6 +430,18 @@ def _check_seed_schedule(value: Any, problems: list[str]) -> SeedSchedule | None
     return SeedSchedule(cron, new_seeds) if ok else None
 
 
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKeyError(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return data
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate ``path``; the experiment's name defaults to the file name."""
     path = Path(path)
@@ -439,7 +453,12 @@ def load_experiment(path: str | Path) -> Experiment:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [f"cannot read the file: {exc}"]) from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise ConfigError(source, [f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
+    except _DuplicateKeyError as exc:
+        raise ConfigError(source, [f"duplicate key {exc.args[0]!r} in an object (JSON would silently keep "
+                                   "the last one); give each field once"]) from None
+    except RecursionError:
+        raise ConfigError(source, ["JSON nested too deeply to be an experiment config"]) from None
     return parse_experiment(data, source, default_name=path.stem, base_dir=path.parent.resolve())

@@ -19,6 +19,21 @@ from tracer_pipeline.store import TraceStore
 EXIF_IMAGE_DESCRIPTION = 0x010E
 EXIF_SOFTWARE = 0x0131
 CONTACT_CELL_PX = 96
+# EXIF and XMP each live in one JPEG segment of at most 64 KB; a field is cut to this many
+# characters there (the store keeps the full text).
+METADATA_FIELD_CHARS = 1000  # escaped (up to 6 bytes a character), twice in XMP: well under 64 KB
+
+
+def _fits_metadata(fields: dict) -> dict:
+    """``fields`` with every long text cut, marked with how much was left out."""
+    cut = {}
+    for key, value in fields.items():
+        if isinstance(value, str) and len(value) > METADATA_FIELD_CHARS:
+            left = len(value) - METADATA_FIELD_CHARS
+            value = (f"{value[:METADATA_FIELD_CHARS]}… [truncated: {left} more characters; "
+                     "the full text is in the trace store]")
+        cut[key] = value
+    return cut
 
 
 def resolve_run_ids(store: TraceStore, prefixes: list[str], experiment: str | None) -> list[str]:
@@ -64,19 +79,21 @@ def export_images(store: TraceStore, run_ids: list[str], out: Path) -> list[Path
         folder.mkdir(parents=True, exist_ok=True)
         invocations = store.invocations(run.run_id)
         by_id = {inv.id: inv for inv in invocations}
-        caption_of = {inv.input_invocation_id: inv.output_text for inv in invocations if inv.output_type == "text"}
+        caption_of = {inv.input_invocation_id: inv.output_text or "(empty caption)"
+                      for inv in invocations if inv.output_type == "text"}
         cells: list[tuple[int, Image.Image, str | None]] = []
         for inv in invocations:
             if inv.output_type != "image":
                 continue
             source = by_id.get(inv.input_invocation_id) if inv.input_invocation_id else None
             input_caption = source.output_text if source is not None else run.prompt
-            fields = {
+            fields = _fits_metadata({
                 "run_id": run.run_id, "sequence_number": inv.sequence_number, "model": inv.model,
                 "model_version": inv.model_version, "seed": inv.seed, "prompt": run.prompt,
                 "input_caption": input_caption, "network": " -> ".join(run.network),
                 "experiments": ", ".join(run.experiments),
-            }
+                "input_is_empty_caption": bool(source is not None and source.empty_caption),
+            })
             image = inv.output
             exif = Image.Exif()
             exif[EXIF_IMAGE_DESCRIPTION] = json.dumps(fields, ensure_ascii=True)

@@ -22,6 +22,13 @@ Environment variables (all optional):
   the whole Dagster run) or ``multiprocess``.
 - ``TRACER_TRUST_REMOTE_CODE``: comma-separated model names allowed to run code from their
   repositories (none by default).
+- ``TRACER_MODEL_TIMEOUT_S``: seconds one model call may take before it is recorded as a
+  failure (default 600; 0 = no limit).
+- ``TRACER_MODEL_RETRIES``: how many more times an item whose model call raised is tried
+  (default 2; each retry is logged).
+- ``TRACER_MODEL_MEMORY_GB``: the model pool's memory budget (default: 80 % of the GPU's memory
+  on CUDA, half the machine's memory on CPU); models a group of work does not need are freed
+  to stay within it.
 - ``DAGSTER_HOME``: Dagster's instance folder (default ``<data dir>/dagster_home``).
 """
 
@@ -51,6 +58,16 @@ def _threads(raw: str) -> int:
     return int(raw)
 
 
+def _number(name: str, raw: str | None, default: float) -> float:
+    try:
+        value = default if raw is None or not raw.strip() else float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise SettingsError(f"{name} must be a number of 0 or more, not {raw!r}")
+    return value
+
+
 def reports_dir(data_dir: Path, experiment: str) -> Path:
     """Where an experiment's report (Markdown and figures) is written."""
     return data_dir / "reports" / experiment
@@ -75,6 +92,9 @@ class Settings:
     torch_threads: int = 1
     executor: str = "in_process"
     trust_remote_code: tuple[str, ...] = field(default_factory=tuple)
+    model_timeout_s: float = 600.0  # 0: no limit
+    model_retries: int = 2
+    model_memory_gb: float | None = None  # None: 80 % of the GPU's memory, half the machine's on CPU
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -109,6 +129,10 @@ class Settings:
             torch_threads=_threads(env.get("TRACER_TORCH_THREADS", "1")),
             executor=env.get("TRACER_EXECUTOR") or "in_process",
             trust_remote_code=tuple(n.strip() for n in trusted.split(",") if n.strip()),
+            model_timeout_s=_number("TRACER_MODEL_TIMEOUT_S", env.get("TRACER_MODEL_TIMEOUT_S"), 600.0),
+            model_retries=int(_number("TRACER_MODEL_RETRIES", env.get("TRACER_MODEL_RETRIES"), 2)),
+            model_memory_gb=(_number("TRACER_MODEL_MEMORY_GB", env["TRACER_MODEL_MEMORY_GB"], 0)
+                             if env.get("TRACER_MODEL_MEMORY_GB") else None),
         )
 
     def environment(self) -> dict[str, str]:
@@ -124,6 +148,9 @@ class Settings:
             "TRACER_TORCH_THREADS": str(self.torch_threads),
             "TRACER_EXECUTOR": self.executor,
             "TRACER_TRUST_REMOTE_CODE": ",".join(self.trust_remote_code),
+            "TRACER_MODEL_TIMEOUT_S": str(self.model_timeout_s),
+            "TRACER_MODEL_RETRIES": str(self.model_retries),
+            "TRACER_MODEL_MEMORY_GB": "" if self.model_memory_gb is None else str(self.model_memory_gb),
         }
 
     def reports_dir(self, experiment: str) -> Path:
@@ -138,11 +165,15 @@ class Settings:
 
         A dagster.yaml already there (a user's own) is left alone.
         """
-        self.dagster_home.mkdir(parents=True, exist_ok=True)
-        target = self.dagster_home / "dagster.yaml"
-        if not target.exists():
-            text = DAGSTER_YAML.read_text().replace("${DAGSTER_HOME}", str(self.dagster_home))
-            partial = target.with_suffix(".yaml.partial")
-            partial.write_text(text)
-            partial.replace(target)  # atomic: a concurrent reader never sees half a file
+        try:
+            self.dagster_home.mkdir(parents=True, exist_ok=True)
+            target = self.dagster_home / "dagster.yaml"
+            if not target.exists():
+                text = DAGSTER_YAML.read_text().replace("${DAGSTER_HOME}", str(self.dagster_home))
+                partial = target.with_suffix(".yaml.partial")
+                partial.write_text(text)
+                partial.replace(target)  # atomic: a concurrent reader never sees half a file
+        except OSError as exc:
+            raise SettingsError(f"cannot create Dagster's instance folder {self.dagster_home}: "
+                                f"{exc.strerror or exc}; check --data-dir or DAGSTER_HOME") from None
         return self.dagster_home

@@ -8,6 +8,7 @@ from enum import StrEnum
 class RunStatus(StrEnum):
     PENDING = "pending"  # registered, nothing computed for its current target yet
     RUNNING = "running"
+    INTERRUPTED = "interrupted"  # marked running, but the process computing it is gone (read, never stored)
     COMPLETE = "complete"  # reached max_length
     STUCK = "stuck"  # stopped early at an exact fixed point or cycle
     FAILED = "failed"

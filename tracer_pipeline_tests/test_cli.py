@@ -201,12 +201,15 @@ def test_a_killed_run_experiment_resumes_where_it_stopped(tmp_path):
         assert run.status == "complete"
 
 
-def test_runs_of_a_model_without_weights_fail_clearly_with_exit_1(tmp_path):
+def test_models_without_weights_are_all_named_before_anything_is_registered(tmp_path):
     config = tmp_path / "real.json"
     config.write_text(json.dumps({"networks": [["SDTurbo", "BLIP"]], "seeds": [1], "prompts": ["a red balloon"],
                                   "embedding_models": ["CLIP-ViT-B-32"], "max_length": 4}))
     result = tracer("run-experiment", str(config), data_dir=tmp_path / "data", check=False)
-    assert result.returncode == 1
-    assert "failed: SDTurbo: weights of model SDTurbo (Hugging Face repository stabilityai/sd-turbo)" in result.stderr
-    assert "hf download stabilityai/sd-turbo" in result.stderr
-    assert "1 failed" in result.stdout
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "3 of its models have no weights on this machine (nothing was registered or started)" in result.stderr
+    for model, repo in (("SDTurbo", "stabilityai/sd-turbo"), ("BLIP", "Salesforce/blip-image-captioning-large"),
+                        ("CLIP-ViT-B-32", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K")):
+        assert f"{model}: weights of Hugging Face repository {repo}" in result.stderr
+        assert f"hf download {repo}" in result.stderr
+    assert not (tmp_path / "data").exists()

@@ -184,3 +184,28 @@ def test_a_generator_is_not_a_network_model() -> None:
     with pytest.raises(ConfigError, match=r'networks\[0\]\[0\]: DigitsVAE is a self-consuming generator'):
         parse_experiment({"networks": [["DigitsVAE"]], "seeds": [1], "embedding_models": ["DummyEmbed"],
                           "max_length": 3}, "x.json", default_name="x")
+
+
+def test_a_name_ending_in_a_newline_is_rejected():
+    with pytest.raises(ConfigError, match=r"name: 'quick\\n' must be 1-64 letters"):
+        parse_experiment({**GOOD, "name": "quick\n"}, "x.json")
+
+
+def test_duplicate_keys_and_deep_nesting_are_config_errors(tmp_path):
+    duplicate = tmp_path / "dup.json"
+    duplicate.write_text('{"name": "a", "seeds": [1], "seeds": [2]}')
+    with pytest.raises(ConfigError, match="duplicate key 'seeds'"):
+        load_experiment(duplicate)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_experiment(deep)
+
+
+def test_a_decompression_bomb_initial_image_is_a_config_error(tmp_path):
+    Image.new("1", (20_000, 20_000)).save(tmp_path / "bomb.png")  # 400 Mpx, a few KB on disk
+    config = {**GOOD, "networks": [["DummyI2T", "DummyT2I"]], "initial_images": ["bomb.png"]}
+    del config["prompts"]
+    (tmp_path / "bomb.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=r"initial_images\[0\]: .*bomb.png is too large to decode safely"):
+        load_experiment(tmp_path / "bomb.json")

@@ -13,6 +13,7 @@ from tracer_pipeline.cli.context import Context, fail
 from tracer_pipeline.cli.experiments import report_command, run_experiment, train_sceneworld
 from tracer_pipeline.cli.exports import export_data_command, export_images_command
 from tracer_pipeline.cli.inspect import list_models, list_runs, status
+from tracer_pipeline.cli.operate import copy, delete, doctor
 from tracer_pipeline.cli.ui import dagster_home, ui
 from tracer_pipeline.errors import TracerError
 from tracer_pipeline.settings import Settings
@@ -38,7 +39,7 @@ def cli(ctx: click.Context, data_dir: str | None, db_url: str | None, device: st
 
 
 for command in (run_experiment, report_command, train_sceneworld, list_runs, status, list_models,
-                ui, dagster_home, export_images_command, export_data_command):
+                ui, dagster_home, export_images_command, export_data_command, doctor, delete, copy):
     cli.add_command(command)
 
 
@@ -46,4 +47,4 @@ def main() -> None:
     try:
         cli()
     except TracerError as exc:
-        fail(str(exc))
+        fail(str(exc), exc.exit_code)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from tracer_pipeline.cli.context import Context, fail, pass_context
+from tracer_pipeline.cli.context import Context, fail, pass_context, writable_folder
+from tracer_pipeline.config import Experiment, load_experiment
 from tracer_pipeline.errors import ConfigError
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store import TraceStore
@@ -41,8 +42,6 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None) -> None:
     Example:
       trajectory-tracer run-experiment experiments/quickstart.json
     """
-    from tracer_pipeline.config import load_experiment
-
     if db_url_here:
         obj.settings = dataclasses.replace(obj.settings, db_url=db_url_here)
     try:
@@ -50,6 +49,7 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None) -> None:
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
+    _require_weights(obj, experiment)
     if not obj.verbose:
         _quiet_libraries()
     from tracer_pipeline.cli.launcher import Launcher
@@ -84,6 +84,22 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None) -> None:
         for run in failed:
             click.echo(f"run {run.run_id} failed: {run.error}", err=True)
         sys.exit(1)
+
+
+def _require_weights(obj: Context, experiment: Experiment) -> None:
+    """Exit 2 before anything is registered when a model's weights are absent, naming them all."""
+    from tracer_pipeline.models.pool import resolve_load_options
+    from tracer_pipeline.models.weights import missing_weights
+
+    options = resolve_load_options("cpu", "auto", obj.settings.model_dir)
+    missing = missing_weights([m for n in experiment.networks for m in n] + list(experiment.embedding_models),
+                              options)
+    if missing:
+        click.echo(f"{experiment.source}: {len(missing)} of its models have no weights on this machine "
+                   "(nothing was registered or started):", err=True)
+        for line in missing:
+            click.echo(f"  - {line}", err=True)
+        sys.exit(2)
 
 
 def _print_summary(store: TraceStore, run_ids: list[str], seconds: float) -> None:
@@ -148,6 +164,7 @@ def report_command(obj: Context, experiment: str, out: Path | None, as_json: boo
         fail(outcome.failure)
     path = outcome.path
     if out is not None:
+        writable_folder(out, "--out")
         shutil.copytree(path.parent, out, dirs_exist_ok=True)
         path = out / path.name
     if as_json:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tracer_pipeline.cli.context import Context, pass_context
+from tracer_pipeline.cli.context import Context, pass_context, writable_folder
 
 
 @click.command("export-images")
@@ -26,9 +26,10 @@ def export_images_command(obj: Context, run_ids: tuple[str, ...], experiment: st
     """
     from tracer_pipeline.exports import export_images, resolve_run_ids
 
-    out = out or obj.settings.data_dir / "exports" / "images"
-    ids = resolve_run_ids(obj.store, list(run_ids), experiment)
-    written = export_images(obj.store, ids, out)
+    store = obj.read_store
+    ids = resolve_run_ids(store, list(run_ids), experiment)
+    out = writable_folder(out or obj.settings.data_dir / "exports" / "images", "--out")
+    written = export_images(store, ids, out)
     click.echo(f"wrote {len(written)} files for {len(ids)} runs to {out}")
 
 
@@ -47,7 +48,8 @@ def export_data_command(obj: Context, experiment: str | None, out: Path) -> None
     """
     from tracer_pipeline.exports import export_data
 
-    store = obj.store
+    store = obj.read_store
+    out = writable_folder(out, "--out")
     if experiment is not None:
         from tracer_pipeline.exports import resolve_run_ids
 

@@ -43,7 +43,7 @@ def list_runs(obj: Context, experiment: str | None, as_json: bool) -> None:
     Example:
       trajectory-tracer list-runs --experiment quickstart --json
     """
-    rows = run_rows(obj.store, experiment)
+    rows = run_rows(obj.read_store, experiment)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -69,16 +69,22 @@ def status(obj: Context, experiment: str | None) -> None:
     """
     from tracer_pipeline.tracing.progress import experiment_progress
 
-    store = obj.store
+    store = obj.read_store
     names = [experiment] if experiment else store.experiment_names()
     if not names:
         click.echo("no experiments stored yet")
         return
     for name in names:
         p = experiment_progress(store, name)
-        eta = "unknown" if p.eta_s is None else f"{p.eta_s:.0f} s"
+        if p.eta_s is not None:
+            eta = f"{p.eta_s:.0f} s"
+        elif not p.by_status[RunStatus.RUNNING] and p.remaining_invocations:
+            eta = "none running (run the experiment again to continue)"
+        else:
+            eta = "unknown"
         click.echo(
             f"{name}: {p.done}/{p.runs} runs done, {p.by_status[RunStatus.RUNNING]} running, "
+            f"{p.by_status[RunStatus.INTERRUPTED]} interrupted, "
             f"{p.by_status[RunStatus.FAILED]} failed, {p.by_status[RunStatus.PENDING]} pending; "
             f"{p.invocations} invocations, {p.embeddings} embeddings, {p.diagrams} diagrams; "
             f"elapsed {p.elapsed_s:.0f} s; time left {eta}"

@@ -19,6 +19,7 @@ from tracer_pipeline.defs.registration import Registration, contiguous_ranges, r
 from tracer_pipeline.defs.storage import DAGSTER_ENVIRONMENT
 from tracer_pipeline.settings import Settings
 from tracer_pipeline.store import TraceStore
+from tracer_pipeline.store.liveness import process_exists
 
 CLI_PID_TAG = "tracer/cli_pid"
 CLI_HOST_TAG = "tracer/cli_host"
@@ -68,25 +69,38 @@ class Launcher:
     def _run_config(self) -> dict:
         return {"loggers": {"console": {"config": {"log_level": self.log_level}}}}
 
-    def release_abandoned_runs(self) -> None:
-        """Mark Dagster runs started by a CLI process that no longer exists as failed, freeing the
-        'gpu' pool slot they held (a killed run-experiment would otherwise block the next one)."""
+    def abandoned_runs(self) -> list[dg.DagsterRun]:
+        """Dagster runs of this instance started by a trajectory-tracer process on this host that
+        no longer exists, still marked as not started, starting or started."""
         host = socket.gethostname()
-        statuses = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]
+        statuses = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+        abandoned = []
         for record in self.instance.get_run_records(dg.RunsFilter(statuses=statuses)):
             run = record.dagster_run
             pid = run.tags.get(CLI_PID_TAG)
-            if pid is None or run.tags.get(CLI_HOST_TAG) != host:
-                continue
-            try:
-                os.kill(int(pid), 0)
-                continue  # still running
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                continue
+            if pid is not None and run.tags.get(CLI_HOST_TAG) == host and not process_exists(int(pid)):
+                abandoned.append(run)
+        return abandoned
+
+    def release_abandoned_runs(self) -> list[str]:
+        """Mark the :meth:`abandoned_runs` as failed, freeing the 'gpu' pool slot they held (a
+        killed run-experiment would otherwise block the next one), and return their ids. A run
+        killed before Dagster started it would otherwise stay 'not started' for ever."""
+        released = []
+        for run in self.abandoned_runs():
             self.instance.report_run_failed(run, "the trajectory-tracer process running it stopped (killed or crashed)")
             self.instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            released.append(run.run_id)
+        return released
+
+    def forget(self, experiment: str, run_ids: list[str]) -> None:
+        """Remove a deleted experiment's partition and its deleted runs' partitions."""
+        known = set(self.instance.get_dynamic_partitions(runs_partitions.name))
+        for run_id in run_ids:
+            if run_id in known:
+                self.instance.delete_dynamic_partition(runs_partitions.name, run_id)
+        if experiment in self.instance.get_dynamic_partitions(experiments_partitions.name):
+            self.instance.delete_dynamic_partition(experiments_partitions.name, experiment)
 
     def register(self, store: TraceStore, experiment: Experiment) -> Registration:
         return register_experiment(store, self.instance, experiment)

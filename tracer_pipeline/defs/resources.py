@@ -8,7 +8,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from tracer_pipeline.models.pool import ModelPool, resolve_load_options
+from tracer_pipeline.models.base import CallPolicy
+from tracer_pipeline.models.pool import ModelPool, memory_budget, resolve_load_options
 from tracer_pipeline.settings import Settings, reports_dir, sceneworld_dir
 from tracer_pipeline.store import TraceStore
 
@@ -39,6 +40,8 @@ class ModelPoolResource(dg.ConfigurableResource):
     models are built and real weights may be placed. ``trust_remote_code``: model names allowed
     to run code from their repositories (off for all by default). ``torch_threads``: torch's CPU
     thread count (fixed, default 1, because CPU outputs depend on it; 0 = torch's default).
+    ``timeout_s`` (0: none) and ``retries``: the limits of every model call. ``memory_gb``: the
+    pool's memory budget (unset: 80 % of the GPU's memory, half the machine's on CPU).
     """
 
     device: str = "auto"
@@ -46,15 +49,20 @@ class ModelPoolResource(dg.ConfigurableResource):
     model_dir: str
     trust_remote_code: list[str] = []
     torch_threads: int = 1
+    timeout_s: float = 600.0
+    retries: int = 2
+    memory_gb: float | None = None
 
     _pool: ModelPool | None = PrivateAttr(default=None)
 
     def get_pool(self) -> ModelPool:
         if self._pool is None:
             # Resolved when a model that is not a dummy loads: "auto" imports torch to look for CUDA.
-            self._pool = ModelPool(functools.partial(
-                resolve_load_options,
-                self.device, self.dtype, self.model_dir, frozenset(self.trust_remote_code), self.torch_threads))
+            self._pool = ModelPool(
+                functools.partial(resolve_load_options, self.device, self.dtype, self.model_dir,
+                                  frozenset(self.trust_remote_code), self.torch_threads),
+                CallPolicy(self.timeout_s or None, self.retries),
+                lambda options: memory_budget(options.device, self.memory_gb))
         return self._pool
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -83,6 +91,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "models": ModelPoolResource(
             device=settings.device, dtype=settings.dtype, model_dir=str(settings.model_dir),
             trust_remote_code=list(settings.trust_remote_code), torch_threads=settings.torch_threads,
+            timeout_s=settings.model_timeout_s, retries=settings.model_retries, memory_gb=settings.model_memory_gb,
         ),
         "folders": DataFoldersResource(data_dir=str(settings.data_dir),
                                        experiments_dir=str(settings.experiments_dir)),

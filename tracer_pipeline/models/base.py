@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -42,6 +44,7 @@ class Family(StrEnum):
 
 
 Output = str | Image.Image
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,10 +62,51 @@ class ModelFailure:
         return f"{self.error_type}: {self.message}"
 
 
-def batch_then_items(call: Callable[..., list[Any]], *columns: Sequence[Any]) -> list[Any]:
+@dataclass(frozen=True)
+class CallPolicy:
+    """How long one model call may take (None: as long as it takes) and how many more times an
+    item whose call raised is tried before its error is recorded."""
+
+    timeout_s: float | None = 600.0
+    retries: int = 2
+
+
+DEFAULT_CALL_POLICY = CallPolicy()
+
+
+class ModelTimeoutError(Exception):
+    """A model call did not answer within its :class:`CallPolicy`'s timeout."""
+
+
+def _call_with_timeout(call: Callable[..., list[Any]], args: list[list[Any]], timeout_s: float | None) -> list[Any]:
+    if timeout_s is None:
+        return call(*args)
+    # A daemon thread: a call that never returns is abandoned, and cannot keep the process alive.
+    answer: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            answer["result"] = call(*args)
+        except BaseException as exc:  # handed to the caller's thread as it is
+            answer["error"] = exc
+
+    thread = threading.Thread(target=target, name="model-call", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise ModelTimeoutError(f"no answer within {timeout_s:g} s")
+    if "error" in answer:
+        raise answer["error"]
+    return answer["result"]
+
+
+def batch_then_items(call: Callable[..., list[Any]], *columns: Sequence[Any],
+                     policy: CallPolicy = DEFAULT_CALL_POLICY) -> list[Any]:
     """``call(*columns)`` on the whole batch (parallel lists, one item per row); when the batch
-    raises or returns the wrong number of results, each item is retried alone, so that only the
-    items that fail become :class:`ModelFailure` results. The one retry rule of every model call.
+    raises or returns the wrong number of results, each item is tried alone, up to
+    ``1 + policy.retries`` times (each retry logged), so that only the items that keep failing
+    become :class:`ModelFailure` results. A call that times out is not retried: every item it
+    held is a failure at once. The one retry rule of every model call.
     """
     rows = len(columns[0])
     if any(len(c) != rows for c in columns):
@@ -71,20 +115,32 @@ def batch_then_items(call: Callable[..., list[Any]], *columns: Sequence[Any]) ->
         return []
     if rows > 1:
         try:
-            results = call(*(list(c) for c in columns))
+            results = _call_with_timeout(call, [list(c) for c in columns], policy.timeout_s)
+        except ModelTimeoutError as exc:
+            log.warning("model call on a batch of %d timed out: %s", rows, exc)
+            return [ModelFailure.from_exception(exc)] * rows
         except Exception:  # retried item by item below, which names the culprit
             pass
         else:
             if len(results) == rows:
                 return results
-    outputs: list[Any] = []
-    for i in range(rows):
+    return [_item(call, [[c[i]] for c in columns], policy) for i in range(rows)]
+
+
+def _item(call: Callable[..., list[Any]], args: list[list[Any]], policy: CallPolicy) -> Any:
+    for attempt in range(1 + policy.retries):
         try:
-            [result] = call(*([c[i]] for c in columns))
+            [result] = _call_with_timeout(call, args, policy.timeout_s)
+            return result
+        except ModelTimeoutError as exc:
+            log.warning("model call timed out: %s", exc)
+            return ModelFailure.from_exception(exc)
         except Exception as exc:  # a model's error is this item's result, not the batch's
-            result = ModelFailure.from_exception(exc)
-        outputs.append(result)
-    return outputs
+            failure = ModelFailure.from_exception(exc)
+            if attempt < policy.retries:
+                log.warning("model call failed (attempt %d of %d), trying again: %s",
+                            attempt + 1, 1 + policy.retries, failure)
+    return failure
 
 
 @dataclass(frozen=True)
@@ -211,9 +267,8 @@ def normalise(vector: np.ndarray) -> np.ndarray | ModelFailure:
     return (v / norm).astype(np.float32)
 
 
-def check_caption(text: str) -> str | ModelFailure:
-    """A caption, or a failure if the model produced nothing."""
-    text = text.strip()
-    if not text:
-        return ModelFailure("EmptyCaption", "the model produced an empty caption")
-    return text
+def check_caption(text: str) -> str:
+    """A caption without surrounding white space. An empty caption is an output like any other
+    (what the next model draws from nothing is part of the trajectory); stored as ``""``, it is
+    marked by :attr:`tracer_pipeline.store.InvocationRecord.empty_caption`."""
+    return text.strip()

@@ -1,15 +1,29 @@
-"""Model loading: lazy, cached per process, on an explicit device and dtype, freed on release."""
+"""Model loading: lazy, cached per process, on an explicit device and dtype, within a memory
+budget, freed on release."""
 
 from __future__ import annotations
 
 import gc
+import logging
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from tracer_pipeline.errors import ModelLoadError, TracerError
-from tracer_pipeline.models.base import EmbeddingModel, Family, GenerativeModel, LoadOptions
+from tracer_pipeline.models.base import (
+    DEFAULT_CALL_POLICY,
+    CallPolicy,
+    EmbeddingModel,
+    Family,
+    GenerativeModel,
+    LoadOptions,
+)
 from tracer_pipeline.models.registry import get_model
+
+log = logging.getLogger(__name__)
+AUTO_BUDGET_SHARE = 0.8  # of the GPU's memory (on CPU: half the machine's memory)
 
 DEVICES_HELP = "use auto, cpu, cuda or cuda:N"
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -62,16 +76,85 @@ def resolve_load_options(
 DUMMY_OPTIONS = LoadOptions()
 
 
-class ModelPool:
-    """Loads models by registry name on first use and keeps them for the life of the pool.
+def memory_budget(device: str, gigabytes: float | None) -> int:
+    """The pool's budget in bytes: ``gigabytes`` when given, else 80 % of the GPU's memory on
+    CUDA and half the machine's memory on CPU."""
+    if gigabytes is not None:
+        return int(gigabytes * 2**30)
+    if device.startswith("cuda"):
+        import torch
 
-    ``options`` may be given as a function that resolves them (``resolve_load_options`` with its
-    arguments bound): it is called when the first model other than a dummy one loads.
+        return int(AUTO_BUDGET_SHARE * torch.cuda.get_device_properties(torch.device(device)).total_memory)
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+def resident_bytes(model: Any) -> int:
+    """Bytes of the torch parameters and buffers a loaded model holds (its adapter's modules and
+    their pipelines' components); 0 for models without torch."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return 0
+    seen: set[int] = set()
+    total = 0
+    stack = [(model, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, torch.nn.Module):
+            total += sum(t.numel() * t.element_size() for t in (*value.parameters(), *value.buffers()))
+        elif depth < 2 and hasattr(value, "__dict__"):
+            stack += [(v, depth + 1) for v in vars(value).values()]
+    return total
+
+
+class ModelPool:
+    """Loads models by registry name on first use and keeps them while they fit in the memory
+    budget.
+
+    ``options`` (and the budget) may be given as functions that resolve them: they are called
+    when the first model other than a dummy one loads, so a pool of dummy models never resolves
+    device "auto" (which imports torch to look for CUDA).
+
+    Work is done a group at a time (the runs of one network, then one embedding model):
+    :meth:`prepare` is told what the next group needs and frees, least recently used first,
+    loaded models it does not need while the models kept and those it needs (at their size when
+    last loaded) would exceed the budget. A load that goes over the budget frees the same way
+    at once. ``events`` lists every ("load" | "free", model name), in order.
     """
 
-    def __init__(self, options: LoadOptions | Callable[[], LoadOptions]):
+    def __init__(self, options: LoadOptions | Callable[[], LoadOptions], policy: CallPolicy = DEFAULT_CALL_POLICY,
+                 memory_budget_bytes: int | Callable[[LoadOptions], int] | None = None):
         self._options = options
-        self._loaded: dict[str, GenerativeModel | EmbeddingModel] = {}
+        self.policy = policy
+        self._budget = memory_budget_bytes
+        self._loaded: dict[str, GenerativeModel | EmbeddingModel] = {}  # least recently used first
+        self._sizes: dict[str, int] = {}
+        self._needed: set[str] = set()
+        self.events: list[tuple[str, str]] = []
+
+    def prepare(self, names: Iterable[str]) -> None:
+        """Make room for a group of work that needs the models ``names``."""
+        self._needed = {get_model(n).name for n in names}
+        coming = sum(self._sizes.get(n, 0) for n in self._needed if n not in self._loaded)
+        self._fit(coming)
+
+    @property
+    def memory_budget_bytes(self) -> int | None:
+        if callable(self._budget):
+            self._budget = self._budget(self.options)
+        return self._budget
+
+    def _fit(self, coming: int = 0) -> None:
+        if not any(self._sizes.values()) and not coming:
+            return  # nothing of any size loaded (dummy models): no budget to resolve
+        if self.memory_budget_bytes is None:
+            return
+        for name in [n for n in self._loaded if n not in self._needed]:
+            if sum(self._sizes[n] for n in self._loaded) + coming <= self.memory_budget_bytes:
+                break
+            self._free(name)
 
     @property
     def options(self) -> LoadOptions:
@@ -81,17 +164,25 @@ class ModelPool:
 
     def get(self, name: str) -> GenerativeModel | EmbeddingModel:
         spec = get_model(name)
-        if spec.name not in self._loaded:
-            options = DUMMY_OPTIONS if spec.family is Family.DUMMY else self.options
-            try:
-                self._loaded[spec.name] = spec.loader(spec, options)
-            except TracerError:
-                raise
-            except Exception as exc:
-                raise ModelLoadError(f"could not load model {spec.name} ({spec.source}) on "
-                                     f"{options.device}: {type(exc).__name__}: {exc}") from exc
-            self._pin_threads()
-        return self._loaded[spec.name]
+        if spec.name in self._loaded:
+            self._loaded[spec.name] = self._loaded.pop(spec.name)  # most recently used
+            return self._loaded[spec.name]
+        options = DUMMY_OPTIONS if spec.family is Family.DUMMY else self.options
+        try:
+            model = spec.loader(spec, options)
+        except TracerError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"could not load model {spec.name} ({spec.source}) on "
+                                 f"{options.device}: {type(exc).__name__}: {exc}") from exc
+        self._loaded[spec.name] = model
+        self._sizes[spec.name] = resident_bytes(model)
+        self.events.append(("load", spec.name))
+        log.info("loaded %s (%.1f MB)", spec.name, self._sizes[spec.name] / 2**20)
+        self._pin_threads()
+        self._needed.add(spec.name)
+        self._fit()
+        return model
 
     def _pin_threads(self) -> None:
         # Only once a loader has imported torch: dummy models must not pay for importing it.
@@ -103,12 +194,17 @@ class ModelPool:
     def loaded(self) -> list[str]:
         return list(self._loaded)
 
-    def release(self, name: str | None = None) -> None:
-        """Drop one model (or all) and return its memory, GPU memory included."""
-        names = [get_model(name).name] if name else list(self._loaded)
-        for n in names:
-            self._loaded.pop(n, None)
+    def _free(self, name: str) -> None:
+        self._loaded.pop(name, None)
+        self.events.append(("free", name))
+        log.info("freed %s", name)
         gc.collect()
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+    def release(self, name: str | None = None) -> None:
+        """Drop one model (or all) and return its memory, GPU memory included."""
+        for n in [get_model(name).name] if name else list(self._loaded):
+            if n in self._loaded:
+                self._free(n)

@@ -14,6 +14,7 @@ milliseconds instead of waiting on a download that cannot happen.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,3 +95,25 @@ class HubWeights:
             f"internet access and copy its cache to {cache} (or point HF_HOME / HF_HUB_CACHE "
             f"at it), or copy the repository's files into {local}."
         )
+
+
+def missing_weights(names: Iterable[str], options: LoadOptions) -> list[str]:
+    """One line per named model whose weights are not on this machine, with its repository and
+    how to fetch it: checked before an experiment is registered, so that nothing is started
+    that could only fail."""
+    from tracer_pipeline.models.base import Family
+    from tracer_pipeline.models.registry import get_model
+
+    lines = []
+    for spec in map(get_model, dict.fromkeys(get_model(name).name for name in names)):
+        if spec.weights_available(options):
+            continue
+        if spec.family is Family.REAL:
+            local = Path(options.model_dir) / spec.source
+            lines.append(f"{spec.name}: weights of Hugging Face repository {spec.source} are not on this "
+                         f"machine; fetch them with `hf download {spec.source}` (into the cache "
+                         f"{hf_hub_cache()}) or copy the repository's files into {local}")
+        else:
+            lines.append(f"{spec.name}: weights not found ({spec.source}); reinstall the package or "
+                         "retrain them with `trajectory-tracer train-sceneworld`")
+    return lines

@@ -4,13 +4,15 @@ from tracer_pipeline.store.records import (
     DiagramRecord,
     GenerationRecord,
     InvocationRecord,
+    Orphan,
     RunRecord,
     StoreComparison,
+    StoredEmbedding,
 )
 from tracer_pipeline.store.store import NewInvocation, TraceStore, bytes_to_vector, vector_to_bytes
 
 __all__ = [
     "AttractorData", "ClusterRecord", "DiagramRecord", "GenerationRecord", "InvocationRecord", "NewInvocation",
-    "RunRecord", "StoreComparison", "TraceStore",
+    "Orphan", "RunRecord", "StoreComparison", "StoredEmbedding", "TraceStore",
     "bytes_to_vector", "vector_to_bytes",
 ]

@@ -46,7 +46,7 @@ class GenerationTables:
 
     def generations(self, run_id: str) -> list[GenerationRecord]:
         """A self-consuming run's stored generations, in order."""
-        with self.session() as s:
+        with self.reading() as s:
             rows = list(s.scalars(select(GenerationRow).where(GenerationRow.run_id == run_id)
                                   .order_by(GenerationRow.generation)))
             pairs: dict[int, list[tuple[int, int, float]]] = {}
@@ -69,7 +69,7 @@ class GenerationTables:
 
     def cross_accuracy(self, run_ids: Iterable[str]) -> list[dict]:
         """Rows (run_id, trained_generation, evaluated_generation, accuracy), sorted."""
-        with self.session() as s:
+        with self.reading() as s:
             return [dict(run_id=r.run_id, trained_generation=r.trained_generation,
                          evaluated_generation=r.evaluated_generation, accuracy=r.accuracy)
                     for r in s.scalars(_sorted(select(CrossAccuracyRow), CrossAccuracyRow, run_ids,
@@ -78,7 +78,7 @@ class GenerationTables:
 
     def label_frequencies(self, run_ids: Iterable[str]) -> list[dict]:
         """Rows (run_id, generation, classifier, label, count), in label order per generation."""
-        with self.session() as s:
+        with self.reading() as s:
             return [dict(run_id=r.run_id, generation=r.generation, classifier=r.classifier, label=r.label,
                          count=r.count)
                     for r in s.scalars(_sorted(select(LabelFrequencyRow), LabelFrequencyRow, run_ids,

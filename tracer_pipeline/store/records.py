@@ -75,6 +75,11 @@ class InvocationRecord:
     completed_at: datetime
 
     @property
+    def empty_caption(self) -> bool:
+        """The model answered with an empty text: an output the run continued from."""
+        return self.output_type == "text" and not self.output_text
+
+    @property
     def output(self) -> Output:
         if self.output_type == "text":
             return self.output_text or ""
@@ -165,3 +170,28 @@ class GenerationRecord:
     classifier_losses: tuple[float, ...]
     label_counts: dict[str, tuple[int, ...]]
     cross_accuracy: tuple[tuple[int, int, float], ...]
+
+
+@dataclass(frozen=True)
+class StoredEmbedding:
+    """One stored vector as the store's doctor checks it: an output's embedding, or (with
+    ``sequence_number`` None) the embedding of a run's initial prompt or image."""
+
+    id: int
+    run_id: str
+    sequence_number: int | None
+    embedding_model: str
+    model_version: str
+    dimension: int | None  # as recorded; None for an initial input's embedding
+    vector: np.ndarray
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """Rows that point at something no longer stored (possible only in a store written without
+    foreign keys, or damaged), or a run that no experiment names."""
+
+    table: str
+    what: str
+    run_ids: tuple[str, ...]
+    count: int

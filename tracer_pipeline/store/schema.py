@@ -235,3 +235,29 @@ class LabelFrequencyRow(Base):
     classifier: Mapped[str] = mapped_column(String(8))  # "initial" | "current"
     label: Mapped[str] = mapped_column(String(32))
     count: Mapped[int] = mapped_column(Integer)
+
+
+SCHEMA_VERSION = 1  # raised whenever a table or column changes meaning; see store/opening.py
+
+
+class StoreMetaRow(Base):
+    """What kind of database this is: ``kind`` = ``tracer_pipeline trace store`` and
+    ``schema_version``, so that a foreign or newer database is refused untouched."""
+
+    __tablename__ = "tracer_store_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class RunLeaseRow(Base):
+    """The process computing a run, while its status is ``running``: its host and process id, and
+    a heartbeat it refreshes, so that a killed process's runs read as interrupted at once."""
+
+    __tablename__ = "run_leases"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,9 +1,10 @@
 """The one store API. Every read and write of the trace store goes through :class:`TraceStore`.
 
 Writes are idempotent: writing the same invocation, embedding or diagram twice keeps one row.
-On SQLite the database runs in WAL mode with a busy timeout, and every write transaction takes
-the write lock up front (``BEGIN IMMEDIATE``) so concurrent writer processes queue instead of
-failing.
+On SQLite the database runs in WAL mode with a busy timeout; every write transaction takes the
+write lock up front (``BEGIN IMMEDIATE``) so concurrent writer processes queue instead of
+failing, and reads take no lock. Opening checks that the database is a trace store of this
+schema version (:mod:`tracer_pipeline.store.opening`).
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import Engine, create_engine, delete, event, func, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,16 +36,19 @@ from tracer_pipeline.models.base import (
 )
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store.generations import GenerationTables
+from tracer_pipeline.store.liveness import Heartbeat, owner_alive, this_host
+from tracer_pipeline.store.opening import READ_OPTION, open_store_engine
 from tracer_pipeline.store.records import (
     AttractorData,
     ClusterRecord,
     DiagramRecord,
     InvocationRecord,
+    Orphan,
     RunRecord,
     StoreComparison,
+    StoredEmbedding,
 )
 from tracer_pipeline.store.schema import (
-    Base,
     EmbeddingRow,
     ExperimentRow,
     ExperimentRunRow,
@@ -52,12 +57,11 @@ from tracer_pipeline.store.schema import (
     PersistenceDiagramRow,
     ReferenceEmbeddingRow,
     ReportRow,
+    RunLeaseRow,
     RunRow,
     StoreComparisonRow,
     utcnow,
 )
-
-SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 
 def _invocation(row: InvocationRow) -> InvocationRecord:
@@ -100,6 +104,12 @@ def _invocation_values(inv: NewInvocation) -> dict:
     return values
 
 
+def _chunks(items: Sequence, size: int = 500) -> Iterator[Sequence]:
+    """Slices small enough for an ``IN (...)`` list on every database."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def vector_to_bytes(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype="<f4").tobytes()
 
@@ -112,43 +122,38 @@ class TraceStore(GenerationTables):
     """Experiments, runs, invocations, embeddings and persistence diagrams, with lineage; the
     self-consuming kind's generations through :class:`GenerationTables`."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, read_only: bool = False):
+        """Open the store at ``url``, refusing with :class:`StoreOpenError` a database that is not
+        a trace store of this version. ``read_only``: create and change nothing (a missing
+        store is an error naming where it was looked for), and take no lock."""
         self.url = url
-        self.engine = self._create_engine(url)
-        Base.metadata.create_all(self.engine)
+        self.read_only = read_only
+        self.engine, self._tables = open_store_engine(url, read_only)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    @staticmethod
-    def _create_engine(url: str) -> Engine:
-        if not url.startswith("sqlite"):
-            return create_engine(url, pool_pre_ping=True)
-        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection, _record) -> None:
-            dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
+        self._read_sessions = sessionmaker(self.engine.execution_options(**{READ_OPTION: True}),
+                                           expire_on_commit=False)
+        self._heartbeat: Heartbeat | None = None
+        self._heartbeat_lock = threading.Lock()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One transaction: committed on success, rolled back on any error."""
+        """One write transaction: committed on success, rolled back on any error."""
+        if self.read_only:
+            raise StoreError(f"the trace store {self.url} was opened read-only")
         with self._sessions.begin() as session:
             yield session
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """One read transaction: a consistent snapshot, without the write lock."""
+        with self._read_sessions.begin() as session:
+            yield session
+
     def close(self) -> None:
+        with self._heartbeat_lock:
+            heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.stop()
         self.engine.dispose()
 
     def _insert(self, table):
@@ -219,7 +224,7 @@ class TraceStore(GenerationTables):
 
     def get_runs(self, run_ids: Iterable[str] | None = None) -> list[RunRecord]:
         """Runs in the given order (unknown ids are left out), or every run when None."""
-        with self.session() as s:
+        with self.reading() as s:
             query = select(RunRow)
             if run_ids is not None:
                 run_ids = list(run_ids)
@@ -233,18 +238,35 @@ class TraceStore(GenerationTables):
                 link_query = link_query.where(ExperimentRunRow.run_id.in_(run_ids))
             for link, name in s.execute(link_query):
                 links.setdefault(link.run_id, []).append((link, name))
+            running = [r for r, row in rows.items() if row.status == RunStatus.RUNNING]
+            leases = self._leases(s, running) if running else {}
         order = run_ids if run_ids is not None else sorted(rows)
-        return [self._run_record(rows[r], links.get(r, [])) for r in order if r in rows]
+        return [self._run_record(rows[r], links.get(r, []), leases) for r in order if r in rows]
+
+    def _leases(self, s: Session, run_ids: list[str]) -> dict[str, RunLeaseRow]:
+        if RunLeaseRow.__tablename__ not in self._tables:  # an unversioned store opened read-only
+            return {}
+        return {row.run_id: row for chunk in _chunks(run_ids)
+                for row in s.scalars(select(RunLeaseRow).where(RunLeaseRow.run_id.in_(chunk)))}
 
     @staticmethod
-    def _run_record(row: RunRow, links: list[tuple[ExperimentRunRow, str]]) -> RunRecord:
+    def _run_record(row: RunRow, links: list[tuple[ExperimentRunRow, str]],
+                    leases: dict[str, RunLeaseRow]) -> RunRecord:
         embedders: list[str] = []
         for link, _ in links:
             embedders += [m for m in link.embedding_models if m not in embedders]
+        status, stop_reason = RunStatus(row.status), row.stop_reason
+        if status == RunStatus.RUNNING:
+            lease = leases.get(row.run_id)
+            if lease is None or not owner_alive(lease.host, lease.pid, lease.heartbeat_at, utcnow()):
+                status = RunStatus.INTERRUPTED
+                owner = f"process {lease.pid} on {lease.host}" if lease else "its process"
+                stop_reason = (f"interrupted: {owner} stopped while computing it; "
+                               "run the experiment again to continue")
         return RunRecord(
             run_id=row.run_id, network=tuple(row.network), prompt=row.prompt,
-            initial_image=row.initial_image, seed=row.seed, status=RunStatus(row.status),
-            stop_reason=row.stop_reason, error=row.error,
+            initial_image=row.initial_image, seed=row.seed, status=status,
+            stop_reason=stop_reason, error=row.error,
             max_length=max((link.max_length for link, _ in links), default=0),
             embedding_models=tuple(embedders),
             stop_when_stuck=all(link.stop_when_stuck for link, _ in links),
@@ -257,12 +279,12 @@ class TraceStore(GenerationTables):
 
     def run_specs(self, run_ids: Sequence[str]) -> dict[str, dict]:
         """The canonical specifications of these runs (unknown ids are left out)."""
-        with self.session() as s:
+        with self.reading() as s:
             return dict(s.execute(select(RunRow.run_id, RunRow.spec).where(RunRow.run_id.in_(list(run_ids)))).all())
 
     def run_spec(self, run_id: str) -> dict:
         """The canonical specification a run's id is the hash of."""
-        with self.session() as s:
+        with self.reading() as s:
             spec = s.scalar(select(RunRow.spec).where(RunRow.run_id == run_id))
         if spec is None:
             self.get_run(run_id)  # raises the clear "not registered" error
@@ -271,13 +293,19 @@ class TraceStore(GenerationTables):
     def set_run_status(
         self, run_id: str, status: RunStatus, stop_reason: str | None = None, error: str | None = None
     ) -> None:
+        """Record a run's status (see :meth:`set_run_statuses`)."""
         self.set_run_statuses([(run_id, status, stop_reason, error)])
 
     def set_run_statuses(self, updates: Sequence[tuple[str, RunStatus, str | None, str | None]]) -> None:
-        """(run id, status, stop reason, error) for several runs, in one transaction."""
+        """(run id, status, stop reason, error) for several runs, in one transaction. ``running``
+        also records this process as the run's owner, kept alive by a heartbeat (see
+        :mod:`tracer_pipeline.store.liveness`); any other status releases it."""
         if not updates:
             return
+        if any(status == RunStatus.INTERRUPTED for _, status, _, _ in updates):
+            raise ValueError("interrupted is read from a running run's dead owner, never stored")
         now = utcnow()
+        running = False
         with self.session() as s:
             for run_id, status, stop_reason, error in updates:
                 values: dict = {"status": status, "stop_reason": stop_reason, "error": error, "updated_at": now}
@@ -286,13 +314,33 @@ class TraceStore(GenerationTables):
                 elif RunStatus(status).finished:
                     values["completed_at"] = now
                 s.execute(update(RunRow).where(RunRow.run_id == run_id).values(**values))
+                s.execute(delete(RunLeaseRow).where(RunLeaseRow.run_id == run_id))
+                if status == RunStatus.RUNNING:
+                    running = True
+                    s.add(RunLeaseRow(run_id=run_id, host=this_host(), pid=os.getpid(), claimed_at=now,
+                                      heartbeat_at=now))
+        if running:
+            self._keep_alive()
+
+    def _keep_alive(self) -> None:
+        with self._heartbeat_lock:
+            if self._heartbeat is None:
+                self._heartbeat = Heartbeat(self._beat)
+
+    def _beat(self) -> bool:
+        with self._heartbeat_lock, self.session() as s:
+            held = s.execute(update(RunLeaseRow).where(RunLeaseRow.host == this_host(), RunLeaseRow.pid == os.getpid())
+                             .values(heartbeat_at=utcnow())).rowcount
+            if not held:
+                self._heartbeat = None
+            return bool(held)
 
     def experiment_names(self) -> list[str]:
-        with self.session() as s:
+        with self.reading() as s:
             return list(s.scalars(select(ExperimentRow.name).order_by(ExperimentRow.name)))
 
     def experiment(self, name: str) -> ExperimentRow | None:
-        with self.session() as s:
+        with self.reading() as s:
             return s.scalar(select(ExperimentRow).where(ExperimentRow.name == name))
 
     def require_experiment(self, name: str) -> ExperimentRow:
@@ -305,7 +353,7 @@ class TraceStore(GenerationTables):
 
     def experiment_run_ids(self, name: str) -> list[str]:
         """The runs an experiment names, in registration order."""
-        with self.session() as s:
+        with self.reading() as s:
             return list(s.scalars(
                 select(ExperimentRunRow.run_id)
                 .join(ExperimentRow, ExperimentRow.id == ExperimentRunRow.experiment_id)
@@ -315,7 +363,7 @@ class TraceStore(GenerationTables):
 
     def scheduled_seeds(self, name: str) -> list[int]:
         """Seeds the seed schedule has added to an experiment so far."""
-        with self.session() as s:
+        with self.reading() as s:
             return sorted(set(s.scalars(
                 select(RunRow.seed)
                 .join(ExperimentRunRow, ExperimentRunRow.run_id == RunRow.run_id)
@@ -327,7 +375,7 @@ class TraceStore(GenerationTables):
 
     def invocations(self, run_id: str, limit: int | None = None) -> list[InvocationRecord]:
         """A run's invocations in order (the first ``limit`` of them, when given)."""
-        with self.session() as s:
+        with self.reading() as s:
             rows = s.scalars(
                 select(InvocationRow).where(InvocationRow.run_id == run_id)
                 .order_by(InvocationRow.sequence_number).limit(limit)
@@ -338,7 +386,7 @@ class TraceStore(GenerationTables):
         """Per run, (sequence number, model, output type, failed) of each invocation in order,
         without the outputs: what the checks need, in one query."""
         outlines: dict[str, list[tuple[int, str, str | None, bool]]] = {r: [] for r in run_ids}
-        with self.session() as s:
+        with self.reading() as s:
             for run_id, seq, model, output_type, error in s.execute(
                 select(InvocationRow.run_id, InvocationRow.sequence_number, InvocationRow.model,
                        InvocationRow.output_type, InvocationRow.error)
@@ -398,18 +446,30 @@ class TraceStore(GenerationTables):
 
     def embedding_status(self, run_id: str, embedding_model: str) -> dict[int, str]:
         """Invocation id -> stored model version, for this run's embeddings by this model."""
-        with self.session() as s:
+        with self.reading() as s:
             return dict(s.execute(
                 select(EmbeddingRow.invocation_id, EmbeddingRow.model_version)
                 .join(InvocationRow, InvocationRow.id == EmbeddingRow.invocation_id)
                 .where(InvocationRow.run_id == run_id, EmbeddingRow.embedding_model == embedding_model)
             ).all())
 
+    def non_finite_embeddings(self, run_id: str, embedding_model: str) -> list[int]:
+        """Invocation ids of this run's stored vectors by this model that hold NaN or infinity."""
+        with self.reading() as s:
+            rows = s.execute(select(EmbeddingRow.invocation_id, EmbeddingRow.vector)
+                             .join(InvocationRow, InvocationRow.id == EmbeddingRow.invocation_id)
+                             .where(InvocationRow.run_id == run_id, EmbeddingRow.embedding_model == embedding_model))
+            return [i for i, vector in rows if not np.all(np.isfinite(bytes_to_vector(vector)))]
+
     def add_embeddings(self, embedding_model: str, model_version: str, vectors: dict[int, np.ndarray]) -> int:
         """Store vectors by invocation id in one transaction; existing ones are kept. Returns
         how many rows were new."""
         if not vectors:
             return 0
+        bad = [i for i, v in vectors.items() if not np.all(np.isfinite(v))]
+        if bad:
+            raise StoreError(f"embeddings by {embedding_model} of invocations {bad[:5]} hold NaN or infinity; "
+                             "a vector that is not finite is a failed embedding, never stored")
         with self.session() as s:
             before = s.scalar(select(func.count()).select_from(EmbeddingRow).where(
                 EmbeddingRow.embedding_model == embedding_model,
@@ -423,7 +483,7 @@ class TraceStore(GenerationTables):
 
     def reference_embedding(self, run_id: str, embedding_model: str) -> tuple[str, np.ndarray] | None:
         """(model version, vector) of the embedding of a run's initial prompt or image."""
-        with self.session() as s:
+        with self.reading() as s:
             row = s.scalar(select(ReferenceEmbeddingRow).where(
                 ReferenceEmbeddingRow.run_id == run_id, ReferenceEmbeddingRow.embedding_model == embedding_model))
         return None if row is None else (row.model_version, bytes_to_vector(row.vector))
@@ -446,7 +506,7 @@ class TraceStore(GenerationTables):
     def embedding_ids(self, run_id: str, embedding_model: str) -> list[tuple[int, int]]:
         """(invocation id, sequence number) of a run's embedded outputs, in the order of
         :meth:`trajectory`."""
-        with self.session() as s:
+        with self.reading() as s:
             return [tuple(r) for r in s.execute(
                 select(InvocationRow.id, InvocationRow.sequence_number)
                 .join(EmbeddingRow, EmbeddingRow.invocation_id == InvocationRow.id)
@@ -456,7 +516,7 @@ class TraceStore(GenerationTables):
 
     def trajectory(self, run_id: str, embedding_model: str) -> tuple[list[int], list[str], np.ndarray]:
         """(sequence numbers, output types, vectors as rows) of a run's embedded outputs, in order."""
-        with self.session() as s:
+        with self.reading() as s:
             rows = s.execute(
                 select(InvocationRow.sequence_number, InvocationRow.output_type, EmbeddingRow.vector)
                 .join(EmbeddingRow, EmbeddingRow.invocation_id == InvocationRow.id)
@@ -472,7 +532,7 @@ class TraceStore(GenerationTables):
 
     def diagram_keys(self, run_id: str) -> dict[tuple[str, str, str], str]:
         """(embedding model, subset, params hash) -> input sha256 of this run's stored diagrams."""
-        with self.session() as s:
+        with self.reading() as s:
             rows = s.execute(select(
                 PersistenceDiagramRow.embedding_model, PersistenceDiagramRow.subset,
                 PersistenceDiagramRow.params_hash, PersistenceDiagramRow.input_sha256,
@@ -502,7 +562,7 @@ class TraceStore(GenerationTables):
                 index_elements=["run_id", "embedding_model", "subset", "params_hash"], set_=values))
 
     def diagrams(self, run_ids: Iterable[str] | None = None) -> list[DiagramRecord]:
-        with self.session() as s:
+        with self.reading() as s:
             query = select(PersistenceDiagramRow).order_by(
                 PersistenceDiagramRow.run_id, PersistenceDiagramRow.embedding_model,
                 PersistenceDiagramRow.subset)
@@ -533,7 +593,7 @@ class TraceStore(GenerationTables):
                       .on_conflict_do_update(index_elements=["embedding_model"], set_=values))
 
     def comparison(self, embedding_model: str) -> StoreComparison | None:
-        with self.session() as s:
+        with self.reading() as s:
             row = s.get(StoreComparisonRow, embedding_model)
         if row is None:
             return None
@@ -546,7 +606,7 @@ class TraceStore(GenerationTables):
         )
 
     def embedding_models_in_use(self) -> list[str]:
-        with self.session() as s:
+        with self.reading() as s:
             return sorted(set(s.scalars(select(PersistenceDiagramRow.embedding_model))))
 
     def diagrams_fingerprint(self, run_ids: Sequence[str] | None = None) -> str:
@@ -554,7 +614,7 @@ class TraceStore(GenerationTables):
         query = select(func.count(), func.max(PersistenceDiagramRow.created_at))
         if run_ids is not None:
             query = query.where(PersistenceDiagramRow.run_id.in_(list(run_ids)))
-        with self.session() as s:
+        with self.reading() as s:
             count, latest = s.execute(query).one()
         return f"{count}:{latest}"
 
@@ -567,7 +627,7 @@ class TraceStore(GenerationTables):
     def report_tables(self, experiments: Iterable[str] | None = None) -> dict[str, list[dict]]:
         """Every stored report's analysis tables, concatenated per table name, each row tagged
         with its experiment."""
-        with self.session() as s:
+        with self.reading() as s:
             query = select(ReportRow)
             if experiments is not None:
                 query = query.where(ReportRow.experiment.in_(list(experiments)))
@@ -598,7 +658,7 @@ class TraceStore(GenerationTables):
             query = query.where(OutputClusterRow.experiment.in_(list(experiments)))
         if embedding_model is not None:
             query = query.where(OutputClusterRow.embedding_model == embedding_model)
-        with self.session() as s:
+        with self.reading() as s:
             return [ClusterRecord(r.experiment, r.embedding_model, r.run_id, r.sequence_number, r.modality,
                                   r.cluster, r.is_medoid, r.input_sha256) for r in s.scalars(query)]
 
@@ -606,7 +666,7 @@ class TraceStore(GenerationTables):
 
     def counts(self, run_ids: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
         """Per run: stored invocations (without errors), embeddings and diagrams."""
-        with self.session() as s:
+        with self.reading() as s:
             def grouped(query, column) -> dict[str, int]:
                 if run_ids is not None:
                     query = query.where(column.in_(list(run_ids)))
@@ -627,7 +687,7 @@ class TraceStore(GenerationTables):
         """A short hash of what is stored for a run: ``invocations``, ``embeddings`` or
         ``diagrams``. Used as the Dagster data version of the per-run assets."""
         h = hashlib.sha256(what.encode())
-        with self.session() as s:
+        with self.reading() as s:
             if what == "runs":
                 row = s.get(RunRow, run_id)
                 h.update(canonical_json(row.spec if row else None).encode())
@@ -655,3 +715,151 @@ class TraceStore(GenerationTables):
             else:
                 raise ValueError(f"unknown content {what!r}")
         return h.hexdigest()[:16]
+
+    # operating the store: what the doctor checks and repairs, deleting an experiment -----------
+
+    def sequence_numbers(self) -> dict[str, list[int]]:
+        """Every run's stored invocation numbers, in order (runs without invocations included)."""
+        numbers: dict[str, list[int]] = {}
+        with self.reading() as s:
+            for run_id in s.scalars(select(RunRow.run_id)):
+                numbers[run_id] = []
+            for run_id, seq in s.execute(select(InvocationRow.run_id, InvocationRow.sequence_number)
+                                         .order_by(InvocationRow.run_id, InvocationRow.sequence_number)):
+                numbers.setdefault(run_id, []).append(seq)
+        return numbers
+
+    def stored_embeddings(self, batch: int = 2000) -> Iterator[StoredEmbedding]:
+        """Every stored vector, outputs' and initial inputs', a batch at a time (a store can hold
+        far more vectors than fit in memory)."""
+        queries = [
+            select(EmbeddingRow.id, InvocationRow.run_id, InvocationRow.sequence_number,
+                   EmbeddingRow.embedding_model, EmbeddingRow.model_version, EmbeddingRow.dimension,
+                   EmbeddingRow.vector)
+            .join(InvocationRow, InvocationRow.id == EmbeddingRow.invocation_id).order_by(EmbeddingRow.id),
+            select(ReferenceEmbeddingRow.id, ReferenceEmbeddingRow.run_id, None, ReferenceEmbeddingRow.embedding_model,
+                   ReferenceEmbeddingRow.model_version, None, ReferenceEmbeddingRow.vector)
+            .order_by(ReferenceEmbeddingRow.id),
+        ]
+        with self.reading() as s:
+            for query in queries:
+                for row in s.execute(query.execution_options(yield_per=batch)):
+                    yield StoredEmbedding(*row[:6], vector=bytes_to_vector(row[6]))
+
+    def delete_embedding_rows(self, embedding_ids: Sequence[int], reference_ids: Sequence[int] = ()) -> None:
+        """Delete stored vectors by id, with the persistence diagrams computed from them."""
+        with self.session() as s:
+            derived: set[tuple[str, str]] = set()
+            for chunk in _chunks(list(embedding_ids)):
+                derived |= set(s.execute(select(InvocationRow.run_id, EmbeddingRow.embedding_model)
+                                         .join(EmbeddingRow, EmbeddingRow.invocation_id == InvocationRow.id)
+                                         .where(EmbeddingRow.id.in_(chunk))).tuples())
+                s.execute(delete(EmbeddingRow).where(EmbeddingRow.id.in_(chunk)))
+            for chunk in _chunks(list(reference_ids)):
+                s.execute(delete(ReferenceEmbeddingRow).where(ReferenceEmbeddingRow.id.in_(chunk)))
+            for run_id, model in derived:
+                s.execute(delete(PersistenceDiagramRow).where(
+                    PersistenceDiagramRow.run_id == run_id, PersistenceDiagramRow.embedding_model == model))
+
+    def delete_diagram(self, run_id: str, embedding_model: str, subset: str) -> None:
+        with self.session() as s:
+            s.execute(delete(PersistenceDiagramRow).where(
+                PersistenceDiagramRow.run_id == run_id, PersistenceDiagramRow.embedding_model == embedding_model,
+                PersistenceDiagramRow.subset == subset))
+
+    def _orphan_queries(self) -> list[tuple[str, str, object, object]]:
+        """(table, what, the orphans' primary key column, condition) of every kind of orphan."""
+        runs = select(RunRow.run_id)
+        return [
+            ("invocations", "invocations of a run that is not stored", InvocationRow.id,
+             InvocationRow.run_id.not_in(runs)),
+            ("invocations", "invocations whose input invocation is not stored", InvocationRow.id,
+             InvocationRow.input_invocation_id.is_not(None)
+             & InvocationRow.input_invocation_id.not_in(select(InvocationRow.id).scalar_subquery())),
+            ("embeddings", "embeddings of an invocation that is not stored", EmbeddingRow.id,
+             EmbeddingRow.invocation_id.not_in(select(InvocationRow.id))),
+            ("reference_embeddings", "initial-input embeddings of a run that is not stored",
+             ReferenceEmbeddingRow.id, ReferenceEmbeddingRow.run_id.not_in(runs)),
+            ("persistence_diagrams", "diagrams of a run that is not stored", PersistenceDiagramRow.id,
+             PersistenceDiagramRow.run_id.not_in(runs)),
+            ("experiment_runs", "links to an experiment or run that is not stored", ExperimentRunRow.id,
+             ExperimentRunRow.experiment_id.not_in(select(ExperimentRow.id)) | ExperimentRunRow.run_id.not_in(runs)),
+            ("runs", "runs that no experiment names", RunRow.run_id,
+             RunRow.run_id.not_in(select(ExperimentRunRow.run_id).join(
+                 ExperimentRow, ExperimentRow.id == ExperimentRunRow.experiment_id))),
+        ]
+
+    def orphans(self) -> list[Orphan]:
+        """Rows pointing at what is not stored, and runs no experiment names."""
+        found = []
+        with self.reading() as s:
+            for table, what, key, condition in self._orphan_queries():
+                run_column = key.table.c.get("run_id")
+                columns = [key, run_column] if run_column is not None else [key]
+                rows = s.execute(select(*columns).where(condition)).all()
+                if rows:
+                    run_ids = tuple(sorted({r[1] for r in rows if len(r) > 1 and r[1] is not None}))
+                    found.append(Orphan(table, what, run_ids, len(rows)))
+        return found
+
+    def delete_orphans(self) -> int:
+        """Delete every orphan (and, for an orphan invocation or run, what was derived from it);
+        returns how many rows were orphans."""
+        deleted = 0
+        with self.session() as s:
+            for _, _, key, condition in self._orphan_queries():
+                ids = list(s.scalars(select(key).where(condition)))
+                deleted += len(ids)
+                if key is RunRow.run_id:
+                    self._delete_runs(s, ids)
+                elif key is InvocationRow.id:
+                    self._delete_invocations(s, ids)
+                else:
+                    for chunk in _chunks(ids):
+                        s.execute(delete(key.table).where(key.in_(chunk)))
+        return deleted
+
+    def _delete_invocations(self, s: Session, invocation_ids: list[int]) -> None:
+        """Invocations with their embeddings and the diagrams of their runs; an invocation whose
+        input is deleted is deleted too (it was computed from it)."""
+        todo = set(invocation_ids)
+        while todo:
+            ids = sorted(todo)
+            runs: set[str] = set()
+            for chunk in _chunks(ids):
+                runs |= set(s.scalars(select(InvocationRow.run_id).where(InvocationRow.id.in_(chunk))))
+                s.execute(delete(EmbeddingRow).where(EmbeddingRow.invocation_id.in_(chunk)))
+            todo = {i for chunk in _chunks(ids) for i in s.scalars(
+                select(InvocationRow.id).where(InvocationRow.input_invocation_id.in_(chunk)))} - set(ids)
+            for chunk in _chunks(ids):
+                s.execute(update(InvocationRow).where(InvocationRow.input_invocation_id.in_(chunk))
+                          .values(input_invocation_id=None))
+                s.execute(delete(InvocationRow).where(InvocationRow.id.in_(chunk)))
+            for chunk in _chunks(sorted(runs)):
+                s.execute(delete(PersistenceDiagramRow).where(PersistenceDiagramRow.run_id.in_(chunk)))
+
+    def _delete_runs(self, s: Session, run_ids: list[str]) -> None:
+        for chunk in _chunks(run_ids):
+            invocations = list(s.scalars(select(InvocationRow.id).where(InvocationRow.run_id.in_(chunk))))
+            self._delete_invocations(s, invocations)
+            for table in (ReferenceEmbeddingRow, PersistenceDiagramRow, RunLeaseRow, ExperimentRunRow):
+                s.execute(delete(table).where(table.run_id.in_(chunk)))
+            s.execute(delete(RunRow).where(RunRow.run_id.in_(chunk)))
+
+    def delete_experiment(self, name: str) -> tuple[list[str], list[str]]:
+        """Delete an experiment, its report, and the runs no other experiment names (with their
+        invocations, embeddings and diagrams), in one transaction. Returns (the runs deleted,
+        the runs kept because another experiment names them)."""
+        experiment = self.require_experiment(name)
+        run_ids = self.experiment_run_ids(name)
+        with self.session() as s:
+            shared = set()
+            for chunk in _chunks(run_ids):
+                shared |= set(s.scalars(select(ExperimentRunRow.run_id).where(
+                    ExperimentRunRow.run_id.in_(chunk), ExperimentRunRow.experiment_id != experiment.id)))
+            deleted = [r for r in run_ids if r not in shared]
+            s.execute(delete(ExperimentRunRow).where(ExperimentRunRow.experiment_id == experiment.id))
+            self._delete_runs(s, deleted)
+            s.execute(delete(ReportRow).where(ReportRow.experiment == name))
+            s.execute(delete(ExperimentRow).where(ExperimentRow.id == experiment.id))
+        return deleted, [r for r in run_ids if r in shared]

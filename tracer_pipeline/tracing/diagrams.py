@@ -11,6 +11,8 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from tracer_pipeline.config import canonical_json, sha256_hex
 from tracer_pipeline.store import DiagramRecord, TraceStore
 from tracer_pipeline.tda.persistence import TDA_VERSION, diagram_summary, persistence_diagram
@@ -32,6 +34,21 @@ def tda_params(max_homology_dim: int) -> tuple[dict, str]:
     return params, sha256_hex(canonical_json(params))[:16]
 
 
+def trajectory_subsets(seqs: list[int], types: list[str], vectors: np.ndarray) -> dict[str, tuple[list[int], str]]:
+    """subset -> (the rows of the trajectory in it, the sha256 of its points): what a diagram of
+    that subset is computed from, and the digest stored with it to tell when its input changed."""
+    subsets = {"all": list(range(len(seqs)))}
+    if {"text", "image"} <= set(types):
+        for kind in ("text", "image"):
+            subsets[kind] = [i for i, t in enumerate(types) if t == kind]
+    digests = {}
+    for subset, rows in subsets.items():
+        points = vectors[rows] if rows else vectors[:0]
+        digests[subset] = (rows, hashlib.sha256(canonical_json([seqs[i] for i in rows]).encode()
+                                                + points.tobytes()).hexdigest())
+    return digests
+
+
 def compute_diagrams(store: TraceStore, run_ids: list[str]) -> dict[str, DiagramOutcome]:
     """Compute the missing or outdated diagrams of the given runs."""
     outcomes: dict[str, DiagramOutcome] = {}
@@ -41,14 +58,8 @@ def compute_diagrams(store: TraceStore, run_ids: list[str]) -> dict[str, Diagram
         stored = store.diagram_keys(run.run_id)
         for model in run.embedding_models:
             seqs, types, vectors = store.trajectory(run.run_id, model)
-            subsets = {"all": list(range(len(seqs)))}
-            if {"text", "image"} <= set(types):
-                for kind in ("text", "image"):
-                    subsets[kind] = [i for i, t in enumerate(types) if t == kind]
-            for subset, rows in subsets.items():
+            for subset, (rows, digest) in trajectory_subsets(seqs, types, vectors).items():
                 points = vectors[rows] if rows else vectors[:0]
-                digest = hashlib.sha256(canonical_json([seqs[i] for i in rows]).encode()
-                                        + points.tobytes()).hexdigest()
                 label = f"{model}/{subset}"
                 if stored.get((model, subset, params_hash)) == digest:
                     outcome.skipped.append(label)

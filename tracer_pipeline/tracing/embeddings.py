@@ -38,6 +38,10 @@ def _initial_modality(run: RunRecord) -> str | None:
     return "image" if run.initial_image is not None else None
 
 
+def _current(stored: tuple[str, np.ndarray] | None, version: str) -> bool:
+    return stored is not None and stored[0] == version and bool(np.all(np.isfinite(stored[1])))
+
+
 def embed_runs(
     store: TraceStore, pool: ModelPool, run_ids: list[str], batch_size: int = DEFAULT_BATCH_SIZE
 ) -> dict[str, EmbeddingOutcome]:
@@ -51,7 +55,10 @@ def embed_runs(
             if spec.name not in run.embedding_models:
                 continue
             stored = store.embedding_status(run.run_id, spec.name)
+            # An older model version's vectors, and any that are not finite, are computed again.
             stale = [i for i, version in stored.items() if version != spec.version]
+            stale += store.non_finite_embeddings(run.run_id, spec.name)
+            stored = {i: v for i, v in stored.items() if i not in stale}
             if stale:
                 store.delete_embeddings(spec.name, stale)
                 outcomes[run.run_id].stale_replaced += len(stale)
@@ -64,9 +71,10 @@ def embed_runs(
                     todo.append(inv)
         references = [run for run in runs if spec.name in run.embedding_models
                       and _initial_modality(run) in spec.embeds
-                      and (store.reference_embedding(run.run_id, spec.name) or ("",))[0] != spec.version]
+                      and not _current(store.reference_embedding(run.run_id, spec.name), spec.version)]
         if not todo and not references:
             continue
+        pool.prepare([spec.name])
         try:
             model = pool.get(spec.name)
         except TracerError as exc:
@@ -77,19 +85,25 @@ def embed_runs(
         # The initial prompt (or image) too: drift is measured from where a run started.
         for start in range(0, len(references), batch_size):
             batch = references[start : start + batch_size]
-            for run, vector in zip(batch, batch_then_items(model.embed, [r.initial_input for r in batch]), strict=True):
-                if isinstance(vector, ModelFailure):
-                    outcomes[run.run_id].failures.append(f"{spec.name} on the initial input: {vector}")
+            vectors = batch_then_items(model.embed, [r.initial_input for r in batch], policy=pool.policy)
+            for run, vector in zip(batch, vectors, strict=True):
+                if isinstance(vector, ModelFailure) or not np.all(np.isfinite(vector)):
+                    why = vector if isinstance(vector, ModelFailure) else "the vector is not finite (NaN or inf)"
+                    outcomes[run.run_id].failures.append(f"{spec.name} on the initial input: {why}")
                 else:
                     store.put_reference_embedding(run.run_id, spec.name, spec.version, vector)
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            vectors = batch_then_items(model.embed, [inv.output for inv in batch])
+            vectors = batch_then_items(model.embed, [inv.output for inv in batch], policy=pool.policy)
             good: dict[int, np.ndarray] = {}
             for inv, vector in zip(batch, vectors, strict=True):
                 if isinstance(vector, ModelFailure):
                     outcomes[inv.run_id].failures.append(
                         f"{spec.name} on invocation {inv.sequence_number}: {vector}")
+                    continue
+                if not np.all(np.isfinite(vector)):
+                    outcomes[inv.run_id].failures.append(
+                        f"{spec.name} on invocation {inv.sequence_number}: the vector is not finite (NaN or inf)")
                     continue
                 if vector.shape != (model.dimension,):
                     outcomes[inv.run_id].failures.append(

@@ -160,6 +160,17 @@ def _advance(state: _RunState, inv: InvocationRecord, outcome: RunOutcome, updat
         _finish(state, outcome, updates)
 
 
+def _next_network(waiting: list[_RunState], pool: ModelPool) -> list[_RunState]:
+    """Take the runs of the first waiting network out of ``waiting``; tell the pool their models."""
+    if not waiting:
+        return []
+    network = waiting[0].run.network
+    group = [s for s in waiting if s.run.network == network]
+    waiting[:] = [s for s in waiting if s.run.network != network]
+    pool.prepare(network)
+    return group
+
+
 def run_invocations(
     store: TraceStore,
     pool: ModelPool,
@@ -179,15 +190,17 @@ def run_invocations(
         store.get_run(sorted(missing)[0])  # raises the clear "not registered" error
     outcomes = {run_id: RunOutcome(run_id) for run_id in run_ids}
     updates: list[StatusUpdate] = []
-    active: list[_RunState] = []
+    waiting: list[_RunState] = []
     for run in runs:
         state = _prepare(store, run, outcomes[run.run_id], updates)
         if state is not None:
             updates.append((run.run_id, RunStatus.RUNNING, None, None))
-            active.append(state)
+            waiting.append(state)
     store.set_run_statuses(updates)
 
-    while active:
+    # One network's runs at a time, so that the pool can free what the next network does not use.
+    active: list[_RunState] = []
+    while active or (active := _next_network(waiting, pool)):
         updates = []
         by_model: dict[str, list[_RunState]] = {}
         for state in active:
@@ -207,7 +220,7 @@ def run_invocations(
                 batch = group[start : start + batch_size]
                 started = utcnow()
                 seeds = [invocation_seed(s.run, s.next_seq) for s in batch]
-                outputs = batch_then_items(model.generate, [s.last_output for s in batch], seeds)
+                outputs = batch_then_items(model.generate, [s.last_output for s in batch], seeds, policy=pool.policy)
                 completed = utcnow()
                 new += [NewInvocation(s.run.run_id, s.next_seq, spec.name, spec.version, s.last and s.last.id,
                                       seed, output, started, completed)

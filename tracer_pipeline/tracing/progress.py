@@ -79,7 +79,8 @@ def experiment_progress(store: TraceStore, name: str, now: datetime | None = Non
     last = max(ends) if ends and not active else (now or utcnow())
     elapsed = (last - min(starts)).total_seconds() if starts else 0.0
     rate = stored / elapsed if elapsed > 0 and stored else 0.0
-    eta = 0.0 if not remaining else (remaining / rate if rate else None)
+    # Nothing computing (every unfinished run interrupted or pending): no time left to estimate.
+    eta = 0.0 if not remaining else (remaining / rate if rate and by_status[RunStatus.RUNNING] else None)
     return ExperimentProgress(
         name=name, runs=len(runs), by_status=by_status, invocations=stored,
         embeddings=sum(counts[r.run_id]["embeddings"] for r in runs),

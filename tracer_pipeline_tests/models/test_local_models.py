@@ -165,7 +165,7 @@ def test_nan_pixels_are_a_failure_not_a_black_image(pool: ModelPool) -> None:
 
 
 @pytest.mark.parametrize("name", local_names(ModelKind.IMAGE_TO_TEXT, Family.TINY))
-def test_a_captioner_failure_or_empty_caption_is_that_items_failure(
+def test_a_captioner_failure_is_that_items_failure_and_an_empty_caption_an_output(
         pool: ModelPool, images: list[Image.Image], name: str) -> None:
     model = pool.get(name)
     poison = output_digest(images[1])
@@ -187,7 +187,7 @@ def test_a_captioner_failure_or_empty_caption_is_that_items_failure(
             return ["  "] * len(tokens)
 
     empty = dataclasses.replace(model, processor=Mute()).generate(images[:1], [0])
-    assert empty == [ModelFailure("EmptyCaption", "the model produced an empty caption")]
+    assert empty == [""]  # the run continues from it
 
 
 def test_an_embedding_failure_is_that_items_failure(

@@ -159,7 +159,7 @@ def test_a_failing_batch_is_retried_item_by_item_so_only_the_bad_item_fails() ->
     results = run_items(call, ["a", "bad", "c"], [1, 2, 3], one_at_a_time=False)
     assert results[0] == "a/1" and results[2] == "c/3"
     assert results[1] == ModelFailure("ValueError", "cannot do bad")
-    assert batches == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
+    assert batches == [["a", "bad", "c"], ["a"], ["bad"], ["bad"], ["bad"], ["c"]]  # bad: tried 1 + 2 retries
     assert run_items(call, ["a", "c"], [1, 3], one_at_a_time=False) == ["a/1", "c/3"]
     assert batches[-1] == ["a", "c"]  # a good batch is one call
 
