@@ -3,7 +3,9 @@
 Writes are idempotent: writing the same invocation, embedding or diagram twice keeps one row.
 On SQLite the database runs in WAL mode with a busy timeout, and every write transaction takes
 the write lock up front (``BEGIN IMMEDIATE``) so concurrent writer processes queue instead of
-failing.
+failing. On PostgreSQL, where writers run side by side, rows are written with insert-on-conflict
+and the few read-then-write steps (creating the schema, registering an experiment) first take a
+transaction-scoped advisory lock, so several processes can start on a fresh store at once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,6 +56,13 @@ from tracer_pipeline.store.schema import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+SCHEMA_LOCK = "schema"
+REGISTRATION_LOCK = "registration"
+
+
+def _advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_xact_lock``, from a lock's name."""
+    return int.from_bytes(hashlib.sha256(f"tracer_pipeline:{name}".encode()).digest()[:8], "big", signed=True)
 
 
 def _invocation(row: InvocationRow) -> InvocationRecord:
@@ -78,7 +87,7 @@ class TraceStore:
     def __init__(self, url: str):
         self.url = url
         self.engine = self._create_engine(url)
-        Base.metadata.create_all(self.engine)
+        self._create_schema()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @staticmethod
@@ -104,6 +113,19 @@ class TraceStore:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+
+    def _create_schema(self) -> None:
+        # create_all checks, then creates: under the lock, a second process sees the first's tables.
+        with self.engine.begin() as connection:
+            self._lock(connection, SCHEMA_LOCK)
+            Base.metadata.create_all(connection)
+
+    def _lock(self, connection: Connection | Session, name: str) -> None:
+        """Serialise a read-then-write with other processes until the transaction ends. SQLite's
+        ``BEGIN IMMEDIATE`` already holds the database's one write lock; PostgreSQL takes an
+        advisory lock named ``name``."""
+        if self.engine.dialect.name == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(_advisory_key(name))))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -133,6 +155,7 @@ class TraceStore:
                 with Image.open(spec.initial_image_path) as image:
                     images[spec.initial_image_path] = image_to_png(image)
         with self.session() as s:
+            self._lock(s, REGISTRATION_LOCK)
             row = s.scalar(select(ExperimentRow).where(ExperimentRow.name == experiment.name))
             if row is None:
                 row = ExperimentRow(name=experiment.name, source=experiment.source,
@@ -351,7 +374,7 @@ class TraceStore:
             s.execute(self._insert(EmbeddingRow).values([
                 dict(invocation_id=i, embedding_model=embedding_model, model_version=model_version,
                      dimension=int(v.size), vector=vector_to_bytes(v), created_at=utcnow())
-                for i, v in vectors.items()
+                for i, v in sorted(vectors.items())  # one order for every writer: no deadlock
             ]).on_conflict_do_nothing(index_elements=["invocation_id", "embedding_model"]))
         return len(vectors) - before
 
