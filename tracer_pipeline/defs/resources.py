@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
+from tracer_pipeline.models.base import LoadOptions
 from tracer_pipeline.models.pool import ModelPool, resolve_load_options
 from tracer_pipeline.settings import Settings, reports_dir, sceneworld_dir
 from tracer_pipeline.store import TraceStore
@@ -30,8 +31,21 @@ class TraceStoreResource(dg.ConfigurableResource):
             self._store = None
 
 
+# One pool per process and load options, kept for as long as the process lives: a Celery worker
+# runs step after step, and the resource of each step would otherwise load every model again.
+_POOLS: dict[LoadOptions, ModelPool] = {}
+
+
+def process_pool(options: LoadOptions) -> ModelPool:
+    """This process's model pool for ``options``, created on first use."""
+    if options not in _POOLS:
+        _POOLS[options] = ModelPool(options)
+    return _POOLS[options]
+
+
 class ModelPoolResource(dg.ConfigurableResource):
-    """Loads models lazily, once per Dagster run (in-process executor), and frees them after.
+    """Loads models lazily, once per process: for a whole Dagster run (in-process executor), or
+    for as long as a worker lives (celery executor), whatever the step.
 
     ``device``: auto (CUDA when present, else CPU), cpu, cuda or cuda:N. ``dtype``: auto
     (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16. ``model_dir``: where tiny
@@ -46,18 +60,9 @@ class ModelPoolResource(dg.ConfigurableResource):
     trust_remote_code: list[str] = []
     torch_threads: int = 1
 
-    _pool: ModelPool | None = PrivateAttr(default=None)
-
     def get_pool(self) -> ModelPool:
-        if self._pool is None:
-            self._pool = ModelPool(resolve_load_options(
-                self.device, self.dtype, self.model_dir, frozenset(self.trust_remote_code), self.torch_threads))
-        return self._pool
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._pool is not None:
-            self._pool.release()
-            self._pool = None
+        return process_pool(resolve_load_options(
+            self.device, self.dtype, self.model_dir, frozenset(self.trust_remote_code), self.torch_threads))
 
 
 class DataFoldersResource(dg.ConfigurableResource):
