@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -112,7 +111,7 @@ def test_four_run_experiment_processes_on_a_fresh_postgres_store(postgres, confi
     assert stored(env["TRACER_DB_URL"]) == reference
 
 
-def test_launch_on_two_celery_workers(postgres, redis_server, config_file, reference, tmp_path):
+def test_launch_on_two_celery_workers(postgres, redis_server, config_file, reference, tmp_path, monkeypatch):
     """`run-experiment --launch` submits the experiment to the queue; the daemon starts the Dagster
     runs, whose steps run on two Celery workers; the outputs equal SQLite's."""
     env = {**postgres_env(postgres, tmp_path), "TRACER_EXECUTOR": "celery",
@@ -126,12 +125,13 @@ def test_launch_on_two_celery_workers(postgres, redis_server, config_file, refer
                 [sys.executable, "-m", "tracer_pipeline.cli", "-v", "worker", "--name", name], cwd=ROOT, env=env,
                 stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT))  # noqa: SIM115
         daemon = subprocess.Popen(
-            [shutil.which("dagster-daemon") or "dagster-daemon", "run", "-w", str(ROOT / "workspace.yaml")],
+            [sys.executable, "-m", "dagster._daemon", "run", "-w", str(ROOT / "workspace.yaml")],
             cwd=ROOT, env=env, stdout=open(logs / "daemon.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
         services.append(daemon)
         out = finish(cli(env, "run-experiment", "--launch", str(config_file)))
         assert "submitted 2 Dagster runs" in out
         assert stored(env["TRACER_DB_URL"]) == reference
+        monkeypatch.setenv("TRACER_DAGSTER_STORAGE_URL", env["TRACER_DAGSTER_STORAGE_URL"])  # dagster.yaml reads it
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             runs = instance.get_run_records(dg.RunsFilter(tags={"tracer/experiment": "cluster"}))
             assert len(runs) == 3  # two trace runs (launched), the report (in the CLI's process)

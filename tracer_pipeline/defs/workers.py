@@ -12,8 +12,8 @@ model-running steps run at once as there are GPU workers.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
+import sys
 
 import dagster as dg
 
@@ -56,12 +56,10 @@ def worker_command(settings: Settings, gpu: int | None = None, name: str | None 
     """The command line and environment of a worker process: one step at a time, the settings
     passed in its environment, and with ``gpu`` only that GPU visible to it."""
     _require_celery()
-    celery = shutil.which("celery")
-    if celery is None:
-        raise SettingsError(f"the celery command is not on the PATH; install the cluster extra: {CLUSTER_EXTRA}")
     name = name or (f"gpu{gpu}" if gpu is not None else "worker")
-    argv = [celery, "-A", WORKER_APP, "worker", "--concurrency", "1", "--prefetch-multiplier", "1",
-            "--queues", "dagster", "--loglevel", loglevel, "--hostname", f"{name}@{socket.gethostname()}"]
+    argv = [sys.executable, "-m", "celery", "-A", WORKER_APP, "worker", "--concurrency", "1",
+            "--prefetch-multiplier", "1", "--queues", "dagster", "--loglevel", loglevel,
+            "--hostname", f"{name}@{socket.gethostname()}"]
     env = {**os.environ, **settings.environment()}
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
