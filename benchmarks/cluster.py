@@ -10,9 +10,11 @@ fresh store each time, through the CLI, and times the whole command:
 2. in-process on PostgreSQL (both stores);
 3. `run-experiment --launch` with 1 and with 2 Celery workers (one Dagster run per worker).
 
-The overhead per step is the launched time minus the in-process PostgreSQL time, divided by the
-Dagster steps the launched runs executed (four per Dagster run). Dummy models make the work itself
-negligible, so what is measured is the machinery.
+From the Dagster event log of the `trace` runs: the mean time a step runs (STEP_START to
+STEP_SUCCESS), the mean gap before it starts (after the previous step or the run's start: sending
+it to a worker and the worker picking it up), and how long launched runs waited in the queue. The
+overhead per step is the launched (step + gap) minus the in-process PostgreSQL (step + gap). Dummy
+models make the work itself negligible, so what is measured is the machinery.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tracer_pipeline_tests.servers import start_postgres, start_redis  # noqa: E402
+import dagster as dg  # noqa: E402
 
-STEPS_PER_DAGSTER_RUN = 4  # runs, invocations, embeddings, persistence_diagrams
+from tracer_pipeline_tests.servers import start_postgres, start_redis, start_service, stop_service  # noqa: E402
 
 
 def run_cli(env: dict[str, str], *args: str) -> float:
@@ -43,9 +45,29 @@ def run_cli(env: dict[str, str], *args: str) -> float:
     return time.perf_counter() - started
 
 
-def stop(process: subprocess.Popen, sig: int) -> None:
-    os.kill(process.pid, sig)
-    process.wait(timeout=120)
+def step_timings(env: dict[str, str]) -> dict[str, float]:
+    """Mean step time, mean gap before a step, mean queue wait, over the instance's trace runs."""
+    os.environ["TRACER_DAGSTER_STORAGE_URL"] = env.get("TRACER_DAGSTER_STORAGE_URL", "")  # dagster.yaml reads it
+    home = env.get("DAGSTER_HOME") or str(Path(env["TRACER_DATA_DIR"]) / "dagster_home")
+    steps, gaps, waits = [], [], []
+    with dg.DagsterInstance.from_config(home) as instance:
+        for record in instance.get_run_records(dg.RunsFilter(job_name="trace")):
+            run = record.dagster_run
+            waits.append(record.start_time - record.create_timestamp.timestamp())
+            previous = record.start_time
+            events = instance.all_logs(run.run_id, of_type={dg.DagsterEventType.STEP_START,
+                                                            dg.DagsterEventType.STEP_SUCCESS})
+            started: dict[str, float] = {}
+            for entry in sorted(events, key=lambda e: e.timestamp):
+                if entry.dagster_event.event_type == dg.DagsterEventType.STEP_START:
+                    started[entry.step_key] = entry.timestamp
+                    gaps.append(entry.timestamp - previous)
+                else:
+                    steps.append(entry.timestamp - started[entry.step_key])
+                    previous = entry.timestamp
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    return {"dagster_runs": len(waits), "steps": len(steps), "step": mean(steps), "gap": mean(gaps),
+            "wait": mean(waits)}
 
 
 def main() -> None:
@@ -80,41 +102,43 @@ def main() -> None:
                                                                driver="psycopg2")}
         return env
 
-    results: list[tuple[str, float, int]] = []
+    results: list[tuple[str, float, dict[str, float]]] = []
     try:
-        results.append(("in-process, SQLite", run_cli(fresh("sqlite", False), "run-experiment", str(config)), 0))
-        results.append(("in-process, PostgreSQL", run_cli(fresh("pg", True), "run-experiment", str(config)), 0))
+        for how, env in (("in-process, SQLite", fresh("sqlite", False)), ("in-process, PostgreSQL", fresh("pg", True))):
+            results.append((how, run_cli(env, "run-experiment", str(config)), step_timings(env)))
         for workers in (1, 2):
             env = fresh(f"celery{workers}", True) | {
                 "TRACER_EXECUTOR": "celery", "TRACER_CELERY_BROKER": redis.url(workers),
                 "TRACER_GPU_POOL_SIZE": str(workers)}
-            services = [subprocess.Popen([sys.executable, "-m", "tracer_pipeline.cli", "worker", "--name", f"w{i}"],
-                                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                        for i in range(workers)]
-            daemon = subprocess.Popen([sys.executable, "-m", "dagster._daemon", "run",
-                                       "-w", str(ROOT / "workspace.yaml")],
-                                      cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            services = [start_service([sys.executable, "-m", "tracer_pipeline.cli", "worker", "--name", f"w{i}"],
+                                      ROOT, env, work / f"w{workers}{i}.log") for i in range(workers)]
+            daemon = start_service([sys.executable, "-m", "dagster._daemon", "run", "-w", str(ROOT / "workspace.yaml")],
+                                   ROOT, env, work / f"daemon{workers}.log")
             time.sleep(15)  # let the workers and the daemon's code server start: not the experiment's time
             try:
                 seconds = run_cli(env, "run-experiment", "--launch", str(config))
             finally:
-                stop(daemon, signal.SIGINT)
+                stop_service(daemon, signal.SIGINT)
                 for worker in services:
-                    stop(worker, signal.SIGTERM)
-            results.append((f"--launch, {workers} Celery worker{'s' if workers > 1 else ''}", seconds, workers))
+                    stop_service(worker, signal.SIGTERM)
+            how = f"--launch, {workers} Celery worker{'s' if workers > 1 else ''}"
+            results.append((how, seconds, step_timings(env)))
     finally:
         postgres.stop()
         redis.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    in_process_pg = results[1][1]
+    base_step = results[1][2]["step"] + results[1][2]["gap"]
     print(f"{runs} runs × {args.max_length} invocations, dummy models\n")
-    print("| how | wall time | runs/minute | overhead per step vs in-process PostgreSQL |")
-    print("|---|---|---|---|")
-    for how, seconds, dagster_runs in results:
-        overhead = (f"{(seconds - in_process_pg) / (dagster_runs * STEPS_PER_DAGSTER_RUN):.1f} s "
-                    f"({dagster_runs * STEPS_PER_DAGSTER_RUN} steps)" if dagster_runs else "")
-        print(f"| {how} | {seconds:.1f} s | {runs / seconds * 60:.1f} | {overhead} |")
+    print("| how | wall time | runs/minute | Dagster runs (steps) | step | gap before a step | queue wait "
+          "| overhead per step |")
+    print("|---|---|---|---|---|---|---|---|")
+    for how, seconds, t in results:
+        launched = how.startswith("--launch")
+        wait = f"{t['wait']:.1f} s" if launched else ""
+        overhead = f"{t['step'] + t['gap'] - base_step:+.2f} s" if launched else ""
+        print(f"| {how} | {seconds:.1f} s | {runs / seconds * 60:.1f} | {t['dagster_runs']} ({t['steps']}) "
+              f"| {t['step']:.2f} s | {t['gap']:.2f} s | {wait} | {overhead} |")
 
 
 if __name__ == "__main__":

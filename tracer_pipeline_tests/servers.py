@@ -4,6 +4,7 @@ could be started (so that a test can skip saying why)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -49,6 +50,25 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
         except KeyError:
             continue
     return None
+
+
+def start_service(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A service (the Dagster daemon, a worker) in its own process group, so that stopping it also
+    stops what it started: the daemon's code server and run workers, a worker's pool process."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_service(process: subprocess.Popen, sig: int) -> None:
+    """Ask a service started by :func:`start_service` to shut down (``sig``), wait for it, then end
+    whatever is left of its process group."""
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=60)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:

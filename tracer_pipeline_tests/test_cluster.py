@@ -17,6 +17,7 @@ import dagster as dg
 import pytest
 
 from tracer_pipeline.store import TraceStore
+from tracer_pipeline_tests.servers import start_service, stop_service
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = {
@@ -91,16 +92,6 @@ def reference(config_file, tmp_path_factory) -> dict:
     return content
 
 
-def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    if process.poll() is None:
-        os.kill(process.pid, sig)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def test_four_run_experiment_processes_on_a_fresh_postgres_store(postgres, config_file, reference, tmp_path):
     """Four processes started together on fresh PostgreSQL stores (trace store and Dagster's) all
     succeed, every invocation is stored once, and the outputs equal SQLite's."""
@@ -118,16 +109,13 @@ def test_launch_on_two_celery_workers(postgres, redis_server, config_file, refer
            "TRACER_CELERY_BROKER": redis_server.url(), "TRACER_GPU_POOL_SIZE": "2"}
     logs = tmp_path / "logs"
     logs.mkdir()
-    services = []
+    workers, daemon = [], None
     try:
         for name in ("w1", "w2"):
-            services.append(subprocess.Popen(
-                [sys.executable, "-m", "tracer_pipeline.cli", "-v", "worker", "--name", name], cwd=ROOT, env=env,
-                stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT))  # noqa: SIM115
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "dagster._daemon", "run", "-w", str(ROOT / "workspace.yaml")],
-            cwd=ROOT, env=env, stdout=open(logs / "daemon.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
-        services.append(daemon)
+            workers.append(start_service([sys.executable, "-m", "tracer_pipeline.cli", "worker", "--name", name],
+                                         ROOT, env, logs / f"{name}.log"))
+        daemon = start_service([sys.executable, "-m", "dagster._daemon", "run", "-w", str(ROOT / "workspace.yaml")],
+                               ROOT, env, logs / "daemon.log")
         out = finish(cli(env, "run-experiment", "--launch", str(config_file)))
         assert "submitted 2 Dagster runs" in out
         assert stored(env["TRACER_DB_URL"]) == reference
@@ -136,8 +124,13 @@ def test_launch_on_two_celery_workers(postgres, redis_server, config_file, refer
             runs = instance.get_run_records(dg.RunsFilter(tags={"tracer/experiment": "cluster"}))
             assert len(runs) == 3  # two trace runs (launched), the report (in the CLI's process)
             assert {r.dagster_run.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+            ran_on = {entry.dagster_event.engine_event_data.metadata["Celery worker"].value
+                       for r in runs if r.dagster_run.job_name == "trace"
+                       for entry in instance.all_logs(r.dagster_run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+                       if "Celery worker" in (entry.dagster_event.engine_event_data.metadata or {})}
+            assert {w.split("@")[0] for w in ran_on} == {"w1", "w2"}, "both workers ran steps"
     finally:
-        for process in reversed(services):
-            stop(process, signal.SIGINT if process is services[-1] else signal.SIGTERM)
-    worker_logs = [(logs / f"{name}.log").read_text() for name in ("w1", "w2")]
-    assert all("succeeded" in log for log in worker_logs), "both workers ran steps:\n" + "\n".join(worker_logs)
+        if daemon is not None:
+            stop_service(daemon, signal.SIGINT)  # the daemon first: it stops taking runs
+        for worker in workers:
+            stop_service(worker, signal.SIGTERM)  # a worker finishes its step, then exits

@@ -8,7 +8,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +43,10 @@ class ReportOutcome:
     failure: str | None
 
 
-def step_failures(result: dg.ExecuteInProcessResult) -> list[str]:
+def step_failures(events: Iterable[dg.DagsterEvent]) -> list[str]:
     """One line per failed step: the asset's own description, or the error that ended it."""
     lines = []
-    for event in result.all_events:
+    for event in events:
         if not event.is_step_failure:
             continue
         data = event.step_failure_data
@@ -146,8 +146,13 @@ class Launcher:
                     f"{self.settings.dagster_home}, but no dagster-daemon is running for it: start "
                     "`dagster-daemon run -w workspace.yaml` with the same DAGSTER_HOME (see deploy/README.md)")
             time.sleep(FOLLOW_POLL_S)
-        return [f"Dagster run {run_id}: {status.value.lower()}" for run_id, status in statuses.items()
-                if status != dg.DagsterRunStatus.SUCCESS]
+        failures = []
+        for run_id, status in statuses.items():
+            if status != dg.DagsterRunStatus.SUCCESS:
+                logs = self.instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+                failures += step_failures(e.dagster_event for e in logs if e.dagster_event) or [
+                    f"Dagster run {run_id}: {status.value.lower()}"]
+        return failures
 
     def _daemon_alive(self) -> bool:
         heartbeats = self.instance.get_daemon_heartbeats()
@@ -190,7 +195,7 @@ class Launcher:
                 run_config=self._run_config(), raise_on_error=False,
             )
             if not result.success:
-                failures += step_failures(result)
+                failures += step_failures(result.all_events)
             if after_each:
                 after_each()
         return failures
@@ -203,7 +208,7 @@ class Launcher:
             run_config=self._run_config(), raise_on_error=False,
         )
         if not result.success:
-            return ReportOutcome(None, "; ".join(step_failures(result)) or "report: unknown error")
+            return ReportOutcome(None, "; ".join(step_failures(result.all_events)) or "report: unknown error")
         return ReportOutcome(self.settings.reports_dir(experiment) / "report.md", None)
 
     def train_sceneworld(self, seed: int) -> list[str]:
@@ -215,4 +220,4 @@ class Launcher:
                         "loggers": {"console": {"config": {"log_level": "INFO"}}}},
             raise_on_error=False,
         )
-        return [] if result.success else step_failures(result)
+        return [] if result.success else step_failures(result.all_events)
