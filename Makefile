@@ -3,10 +3,13 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Set up once, again only when pyproject.toml changes. Made last, so a failed install retries.
-INSTALLED := $(VENV)/.installed
 # The tested builds; unpinned, pip would pick a newer torch of several GB.
 TORCH := torch==2.14.1 torchvision==0.29.1
+# The project's extras to install: `make test EXTRAS=dev,cluster` adds what runs beyond one machine.
+EXTRAS ?= dev
+comma := ,
+# Set up once per set of extras, again only when pyproject.toml changes. Made last, so a failed install retries.
+INSTALLED := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .DEFAULT_GOAL := help
 .PHONY: help quickstart test lint ui bench clean distclean
@@ -43,7 +46,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(INSTALLED): pyproject.toml | $(BIN)/python
-	@echo "Installing $(TORCH) and the project with its dev tools into $(VENV) (a few minutes)"
+	@echo "Installing $(TORCH) and the project with its extras ($(EXTRAS)) into $(VENV) (a few minutes)"
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@

@@ -19,7 +19,13 @@ Environment variables (all optional):
   reproducible bytes across machines; raise it for speed where that does not matter.
 - ``TRACER_EXPERIMENTS_DIR``: the folder the sensor watches (default ``./experiments``).
 - ``TRACER_EXECUTOR``: how Dagster runs steps: ``in_process`` (default: models stay loaded for
-  the whole Dagster run) or ``multiprocess``.
+  the whole Dagster run), ``multiprocess``, or ``celery`` (steps go to Celery workers,
+  ``trajectory-tracer worker``, each keeping its models loaded for as long as it lives; needs the
+  ``cluster`` extra).
+- ``TRACER_CELERY_BROKER``: the Celery broker's URL (default ``redis://127.0.0.1:6379/0``).
+- ``TRACER_CELERY_BACKEND``: the Celery result backend's URL (default: the broker's).
+- ``TRACER_GPU_POOL_SIZE``: how many model-running steps may run at once in the whole
+  deployment: the size of Dagster's ``gpu`` pool, one per GPU worker (default 1).
 - ``TRACER_TRUST_REMOTE_CODE``: comma-separated model names allowed to run code from their
   repositories (none by default).
 - ``TRACER_MODEL_TIMEOUT_S``: seconds one model call may take before it is recorded as a
@@ -43,11 +49,18 @@ from tracer_pipeline.errors import SettingsError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DAGSTER_YAML = PACKAGE_DIR.parent / "dagster.yaml"
-EXECUTORS = ("in_process", "multiprocess")
+EXECUTORS = ("in_process", "multiprocess", "celery")
+DEFAULT_CELERY_BROKER = "redis://127.0.0.1:6379/0"
 
 
 def _path(value: str | os.PathLike[str]) -> Path:
     return Path(value).expanduser().resolve()
+
+
+def _count(name: str, raw: str) -> int:
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise SettingsError(f"{name} must be a positive whole number, not {raw!r}")
+    return int(raw)
 
 
 def _threads(raw: str) -> int:
@@ -95,10 +108,15 @@ class Settings:
     model_timeout_s: float = 600.0  # 0: no limit
     model_retries: int = 2
     model_memory_gb: float | None = None  # None: 80 % of the GPU's memory, half the machine's on CPU
+    celery_broker: str = DEFAULT_CELERY_BROKER
+    celery_backend: str = DEFAULT_CELERY_BROKER
+    gpu_pool_size: int = 1
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
             raise SettingsError(f"unknown executor {self.executor!r}; use one of {', '.join(EXECUTORS)}")
+        if self.gpu_pool_size < 1:
+            raise SettingsError(f"gpu_pool_size (TRACER_GPU_POOL_SIZE) must be at least 1, not {self.gpu_pool_size}")
         if self.torch_threads < 0:
             raise SettingsError(f"torch_threads must be 0 (torch's default) or a positive thread "
                                 f"count, not {self.torch_threads}")
@@ -118,6 +136,7 @@ class Settings:
         model_dir = env.get("TRACER_MODEL_DIR")
         home = env.get("DAGSTER_HOME")
         trusted = env.get("TRACER_TRUST_REMOTE_CODE", "")
+        broker = env.get("TRACER_CELERY_BROKER") or DEFAULT_CELERY_BROKER
         return cls(
             data_dir=data,
             db_url=db_url or env.get("TRACER_DB_URL") or f"sqlite:///{data / 'tracer.sqlite'}",
@@ -133,6 +152,9 @@ class Settings:
             model_retries=int(_number("TRACER_MODEL_RETRIES", env.get("TRACER_MODEL_RETRIES"), 2)),
             model_memory_gb=(_number("TRACER_MODEL_MEMORY_GB", env["TRACER_MODEL_MEMORY_GB"], 0)
                              if env.get("TRACER_MODEL_MEMORY_GB") else None),
+            celery_broker=broker,
+            celery_backend=env.get("TRACER_CELERY_BACKEND") or broker,
+            gpu_pool_size=_count("TRACER_GPU_POOL_SIZE", env.get("TRACER_GPU_POOL_SIZE", "1")),
         )
 
     def environment(self) -> dict[str, str]:
@@ -151,6 +173,9 @@ class Settings:
             "TRACER_MODEL_TIMEOUT_S": str(self.model_timeout_s),
             "TRACER_MODEL_RETRIES": str(self.model_retries),
             "TRACER_MODEL_MEMORY_GB": "" if self.model_memory_gb is None else str(self.model_memory_gb),
+            "TRACER_CELERY_BROKER": self.celery_broker,
+            "TRACER_CELERY_BACKEND": self.celery_backend,
+            "TRACER_GPU_POOL_SIZE": str(self.gpu_pool_size),
         }
 
     def reports_dir(self, experiment: str) -> Path:

@@ -44,3 +44,27 @@ def instance():
 
     with dg.instance_for_test() as instance:
         yield instance
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server on loopback for the whole session (tests create their own databases)."""
+    from tracer_pipeline_tests.servers import start_postgres
+
+    server = start_postgres()
+    if isinstance(server, str):
+        pytest.skip(f"no PostgreSQL server: {server}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A Redis server on loopback for the whole session."""
+    from tracer_pipeline_tests.servers import start_redis
+
+    server = start_redis()
+    if isinstance(server, str):
+        pytest.skip(f"no Redis server: {server}")
+    yield server
+    server.stop()

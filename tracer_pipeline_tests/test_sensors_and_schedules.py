@@ -98,3 +98,33 @@ def test_the_seed_schedule_adds_fresh_seeds_deterministically(folder, instance, 
     assert len(trace.experiment_run_ids("nightly")) == 2 + 6
     assert json.loads(path.read_text())["seeds"] == [1, 2]  # the user's file is untouched
     assert first[0].run_key != second[0].run_key
+
+
+def test_the_reports_sensor_asks_only_for_reports_that_are_not_current(instance, resources):
+    from tracer_pipeline.config import parse_experiment
+    from tracer_pipeline.defs.assets.analysis import clusters, experiment_report, store_comparison
+    from tracer_pipeline.defs.jobs import TRACE_ASSETS
+    from tracer_pipeline.defs.partitions import range_tags
+    from tracer_pipeline.defs.registration import register_experiment
+    from tracer_pipeline.defs.sensors import reports_sensor
+
+    def tick():
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            return reports_sensor(context)
+
+    def trace(config):
+        ids = register_experiment(resources["store"].get_store(), instance, parse_experiment(config, "x")).run_ids
+        assert dg.materialize(TRACE_ASSETS, instance=instance, resources=resources,
+                              tags=range_tags(ids[0], ids[-1])).success
+
+    config = {**CONFIG, "name": "balloon"}
+    trace(config)
+    [request] = tick()
+    assert request.partition_key == "balloon"
+    analysis = [*TRACE_ASSETS, clusters, store_comparison, experiment_report]
+    assert dg.materialize(analysis, instance=instance, resources=resources, partition_key="balloon",
+                          selection=[clusters, store_comparison, experiment_report]).success
+    assert isinstance(tick(), dg.SkipReason)  # the report it would ask for is the one just written
+    trace({**config, "seeds": [1, 2, 3]})
+    [again] = tick()
+    assert again.partition_key == "balloon" and again.run_key != request.run_key

@@ -99,13 +99,14 @@ def test_a_partition_shows_its_own_run_and_preview(ui, page, tmp_path):
     runs = store.get_runs(store.experiment_run_ids("browser"))
     mine, others = runs[1], [r.run_id for r in runs if r.run_id != runs[1].run_id]
     page.goto(f"{url}/assets/invocations?view=partitions&partition={mine.run_id}")
-    page.get_by_text(mine.run_id).first.wait_for()
-    body = page.inner_text("body")
-    assert "a red balloon" in body and mine.status in body
-    assert not any(other in body for other in others)
+    page.get_by_text("stop_reason").first.wait_for()  # the partition's own metadata has loaded
+    shown = page.locator("table", has_text="stop_reason").first.inner_text()  # not the partition list
+    assert mine.run_id in shown and "a red balloon" in shown and mine.status in shown
+    assert not any(other in shown for other in others)
     shoot(page, "partition", tmp_path)
     page.get_by_text("[Show Markdown]").first.click()  # the run's own preview strip
     page.locator("img[src^='data:image/png;base64']").first.wait_for()
+    page.wait_for_timeout(1000)  # the dialog fades in
     shoot(page, "partition-preview", tmp_path)
     page.keyboard.press("Escape")
 
@@ -118,10 +119,14 @@ def test_cli_runs_are_filed_under_their_job(ui, page):
 
 def test_the_asset_graph_and_the_report_render(ui, page, tmp_path):
     url, _ = ui
-    page.goto(f"{url}/asset-groups")
+    page.goto(f"{url}/locations/tracer_pipeline/asset-groups/trace")
     page.get_by_text("persistence_diagrams").first.wait_for()
     page.wait_for_timeout(2000)  # let the graph finish laying out before the picture
     shoot(page, "asset-graph", tmp_path)
     page.goto(f"{url}/assets/experiment_report?view=partitions&partition=browser")
     page.get_by_text("report.md").first.wait_for()
+    page.get_by_text("[Show Markdown]").first.click()
+    page.get_by_text("Experiment report: browser").first.wait_for()
+    page.locator("img[src^='data:image/png;base64']").first.wait_for()
+    page.wait_for_timeout(1000)  # the dialog fades in
     shoot(page, "report", tmp_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from tracer_pipeline.cli.cluster import worker
 from tracer_pipeline.cli.context import Context, fail
 from tracer_pipeline.cli.experiments import report_command, run_experiment, train_sceneworld
 from tracer_pipeline.cli.exports import export_data_command, export_images_command
@@ -39,7 +40,7 @@ def cli(ctx: click.Context, data_dir: str | None, db_url: str | None, device: st
 
 
 for command in (run_experiment, report_command, train_sceneworld, list_runs, status, list_models,
-                ui, dagster_home, export_images_command, export_data_command, doctor, delete, copy):
+                ui, dagster_home, export_images_command, export_data_command, doctor, delete, copy, worker):
     cli.add_command(command)
 
 

@@ -31,9 +31,17 @@ def _quiet_libraries() -> None:
 @click.command("run-experiment")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--db-url", "db_url_here", help="Trace store SQLAlchemy URL (same as the global option).")
+@click.option("--launch", is_flag=True,
+              help="Submit the runs to the Dagster instance's run queue, for its daemon and workers, and "
+                   "follow them, instead of running them in this process.")
+@click.option("--dagster-runs", type=click.IntRange(min=1), default=None,
+              help="With --launch: split the experiment into at least this many Dagster runs "
+                   "(default: TRACER_GPU_POOL_SIZE, one per GPU worker).")
 @pass_context
-def run_experiment(obj: Context, config: Path, db_url_here: str | None) -> None:
-    """Validate CONFIG, register its runs and materialize them through Dagster in this process.
+def run_experiment(obj: Context, config: Path, db_url_here: str | None, launch: bool,
+                   dagster_runs: int | None) -> None:
+    """Validate CONFIG, register its runs and materialize them through Dagster: in this process,
+    or with --launch on the instance's daemon and workers (see deploy/README.md).
 
     A bad config exits with code 2, listing every problem, and writes nothing. Interrupted or
     killed, the same command continues where it stopped. Exit code 1 when runs fail.
@@ -41,6 +49,7 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None) -> None:
     \b
     Example:
       trajectory-tracer run-experiment experiments/quickstart.json
+      TRACER_GPU_POOL_SIZE=4 trajectory-tracer run-experiment --launch experiments/quickstart.json
     """
     if db_url_here:
         obj.settings = dataclasses.replace(obj.settings, db_url=db_url_here)
@@ -55,6 +64,8 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None) -> None:
     from tracer_pipeline.cli.launcher import Launcher
     from tracer_pipeline.cli.progress import ProgressBars
 
+    if dagster_runs is not None and not launch:
+        fail("--dagster-runs only applies with --launch", code=2)
     store = obj.store
     launcher = Launcher(obj.settings, obj.verbose)
     launcher.release_abandoned_runs()
@@ -66,11 +77,18 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None) -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean Dagster run status on kill -TERM
     try:
         with ProgressBars(store, run_ids):
-            failures = launcher.trace(run_ids, experiment.name)
+            if launch:
+                failures = _launch_and_follow(launcher, run_ids, experiment.name,
+                                              dagster_runs or obj.settings.gpu_pool_size)
+            else:
+                failures = launcher.trace(run_ids, experiment.name)
         report = launcher.report(experiment.name)
     except KeyboardInterrupt:
-        click.echo("\ninterrupted: everything computed so far is stored; run the same command to continue.",
-                   err=True)
+        if launch:
+            click.echo("\nstopped following: the submitted Dagster runs go on (see the UI's Runs page).", err=True)
+        else:
+            click.echo("\ninterrupted: everything computed so far is stored; run the same command to continue.",
+                       err=True)
         sys.exit(130)
     _print_summary(store, run_ids, time.perf_counter() - started)
     if report.failure:
@@ -100,6 +118,24 @@ def _require_weights(obj: Context, experiment: Experiment) -> None:
         for line in missing:
             click.echo(f"  - {line}", err=True)
         sys.exit(2)
+def _launch_and_follow(launcher, run_ids: list[str], experiment: str, dagster_runs: int) -> list[str]:
+    """Submit the runs to the instance's queue and wait for them; returns what did not succeed."""
+    from tracer_pipeline.cli.launcher import LaunchError
+
+    submitted = launcher.launch(run_ids, experiment, dagster_runs)
+    click.echo(f"submitted {len(submitted)} Dagster runs to the queue of {launcher.settings.dagster_home}",
+               err=True)
+
+    def show(statuses: dict[str, str]) -> None:
+        counts: dict[str, int] = {}
+        for status in statuses.values():
+            counts[status.lower()] = counts.get(status.lower(), 0) + 1
+        click.echo("Dagster runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), err=True)
+
+    try:
+        return launcher.follow(submitted, on_change=show)
+    except LaunchError as exc:
+        fail(str(exc))
 
 
 def _print_summary(store: TraceStore, run_ids: list[str], seconds: float) -> None:

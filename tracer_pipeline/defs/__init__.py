@@ -26,14 +26,22 @@ def build_defs(settings: Settings) -> dg.Definitions:
     from tracer_pipeline.defs.schedules import seed_schedules
     from tracer_pipeline.defs.sensors import experiments_sensor, reports_sensor
 
-    # In-process by default: models stay loaded for the whole Dagster run (a step in its own
-    # process would reload every model and cost about 2 s more).
-    executor = dg.in_process_executor if settings.executor == "in_process" else dg.multiprocess_executor
     return dg.Definitions(
         assets=[*TRACE_ASSETS, store_comparison, clusters, experiment_report, sceneworld_models],
         jobs=[trace_job, report_job],
         sensors=[experiments_sensor, reports_sensor],
         schedules=seed_schedules(settings.experiments_dir),
         resources=build_resources(settings),
-        executor=executor,
+        executor=build_executor(settings),
     )
+
+
+def build_executor(settings: Settings) -> dg.ExecutorDefinition:
+    """The executor ``settings.executor`` names. In-process by default: models stay loaded for the
+    whole Dagster run (a step in its own process would reload every model and cost about 2 s
+    more); ``celery`` sends steps to workers that keep their models loaded between steps."""
+    if settings.executor == "celery":
+        from tracer_pipeline.defs.workers import celery_executor
+
+        return celery_executor(settings)
+    return dg.in_process_executor if settings.executor == "in_process" else dg.multiprocess_executor

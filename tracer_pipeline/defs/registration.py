@@ -73,3 +73,19 @@ def contiguous_ranges(keys: Sequence[str], order: Sequence[str]) -> list[tuple[s
     if start is not None:
         ranges.append((start, previous))
     return ranges
+
+
+def split_ranges(keys: Sequence[str], order: Sequence[str], parts: int) -> list[tuple[str, str]]:
+    """Cover ``keys`` with at least ``parts`` (first, last) ranges of consecutive keys in ``order``
+    where there are enough keys, halving the longest range until there are: one Dagster run per
+    range, so that ``parts`` workers each get one to run."""
+    position = {key: i for i, key in enumerate(order)}
+    segments = [list(order[position[a]:position[b] + 1]) for a, b in contiguous_ranges(keys, order)]
+    while len(segments) < parts:
+        longest = max(range(len(segments)), key=lambda i: len(segments[i]), default=None)
+        if longest is None or len(segments[longest]) < 2:
+            break
+        segment = segments.pop(longest)
+        half = (len(segment) + 1) // 2
+        segments[longest:longest] = [segment[:half], segment[half:]]
+    return [(segment[0], segment[-1]) for segment in segments]

@@ -32,8 +32,14 @@ class TraceStoreResource(dg.ConfigurableResource):
             self._store = None
 
 
+# One pool per process and load options, kept for as long as the process lives: a Celery worker
+# runs step after step, and the resource of each step would otherwise load every model again.
+_POOLS: dict[tuple, ModelPool] = {}
+
+
 class ModelPoolResource(dg.ConfigurableResource):
-    """Loads models lazily, once per Dagster run (in-process executor), and frees them after.
+    """Loads models lazily, once per process: for a whole Dagster run (in-process executor), or
+    for as long as a worker lives (celery executor), whatever the step.
 
     ``device``: auto (CUDA when present, else CPU), cpu, cuda or cuda:N. ``dtype``: auto
     (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16. ``model_dir``: where tiny
@@ -53,22 +59,17 @@ class ModelPoolResource(dg.ConfigurableResource):
     retries: int = 2
     memory_gb: float | None = None
 
-    _pool: ModelPool | None = PrivateAttr(default=None)
-
     def get_pool(self) -> ModelPool:
-        if self._pool is None:
+        key = (self.device, self.dtype, self.model_dir, frozenset(self.trust_remote_code), self.torch_threads,
+               self.timeout_s, self.retries, self.memory_gb)
+        if key not in _POOLS:
             # Resolved when a model that is not a dummy loads: "auto" imports torch to look for CUDA.
-            self._pool = ModelPool(
+            _POOLS[key] = ModelPool(
                 functools.partial(resolve_load_options, self.device, self.dtype, self.model_dir,
                                   frozenset(self.trust_remote_code), self.torch_threads),
                 CallPolicy(self.timeout_s or None, self.retries),
                 lambda options: memory_budget(options.device, self.memory_gb))
-        return self._pool
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._pool is not None:
-            self._pool.release()
-            self._pool = None
+        return _POOLS[key]
 
 
 class DataFoldersResource(dg.ConfigurableResource):

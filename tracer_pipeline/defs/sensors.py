@@ -9,7 +9,6 @@ An invalid config is reported in the tick's log and never stops the others.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -77,16 +76,21 @@ def experiments_sensor(
     job=report_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Re-materializes the store-wide comparison and an experiment's report when any of the "
-                "experiment's persistence diagrams changed.",
+    description="Re-materializes the store-wide comparison and an experiment's report when what the "
+                "report is computed from changed since its latest materialization (its runs' outputs "
+                "and diagrams, its config, the analysis code); a report that is current is left alone.",
 )
 def reports_sensor(context: dg.SensorEvaluationContext, store: TraceStoreResource):
+    from tracer_pipeline.defs.assets.analysis import ALL_MODELS, experiment_report, latest_inputs
+    from tracer_pipeline.reporting.freshness import comparison_fingerprint, report_fingerprint
+
     trace = store.get_store()
-    seen = json.loads(context.cursor) if context.cursor else {}
-    current = {name: trace.diagrams_fingerprint(trace.experiment_run_ids(name)) for name in trace.experiment_names()}
-    changed = [name for name, fingerprint in current.items()
-               if seen.get(name) != fingerprint and not fingerprint.startswith("0:")]
-    context.update_cursor(json.dumps(current))
-    if not changed:
-        return dg.SkipReason("no experiment has new persistence diagrams")
-    return [dg.RunRequest(partition_key=name, run_key=f"report:{name}:{current[name]}") for name in changed]
+    comparison = comparison_fingerprint(trace)
+    requests = []
+    for name in trace.experiment_names():
+        if trace.diagrams_fingerprint(trace.experiment_run_ids(name)).startswith("0:"):
+            continue  # nothing to report on yet
+        fingerprint = f"{report_fingerprint(trace, name, comparison)}:{ALL_MODELS}"
+        if latest_inputs(context.instance, experiment_report.key, name) != fingerprint:
+            requests.append(dg.RunRequest(partition_key=name, run_key=f"report:{name}:{fingerprint}"))
+    return requests or dg.SkipReason("every experiment's report is current")

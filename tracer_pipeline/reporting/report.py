@@ -27,6 +27,7 @@ import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PIL import Image
 
@@ -38,9 +39,11 @@ from tracer_pipeline.reporting.sections import clusters, collapse, drift, factor
 from tracer_pipeline.reporting.sections.factors import FEATURES
 from tracer_pipeline.store import StoreComparison
 
-INLINE_BUDGET_BYTES = 1_400_000
-INLINE_WIDTH_PX = 560
-INLINE_MIN_WIDTH_PX = 200
+# The UI's Markdown dialog is about 1,280 px wide: figures are shown at a readable 1,000 px, as
+# many as fit a budget that keeps each materialization's event small; the rest are linked files.
+INLINE_BUDGET_BYTES = 600_000
+INLINE_WIDTH_PX = 1000
+INLINE_MIN_WIDTH_PX = 1000
 FIGURE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
 
 
@@ -205,13 +208,14 @@ def _downscaled(png: bytes, width: int) -> bytes:
     return buffer.getvalue()
 
 
-def inline_markdown(report: Report | ExperimentReport, max_figures: int | None = None) -> str:
+def inline_markdown(report: Report | ExperimentReport, max_figures: int | None = None,
+                    folder: Path | None = None) -> str:
     """The report's Markdown with its figures embedded as base64 PNG data URIs, for Dagster's UI.
 
     Figures are downscaled to at most ``INLINE_WIDTH_PX`` wide, and narrower still (down to
     ``INLINE_MIN_WIDTH_PX``) until the whole text fits ``INLINE_BUDGET_BYTES``; figures past
     ``max_figures`` (in order of appearance), or that still do not fit, are replaced by a note
-    naming the file.
+    naming the file (its path in ``folder``, where the report was written).
     """
     names = [name for _, name in FIGURE_LINK.findall(report.markdown) if name in report.figures]
     names = list(dict.fromkeys(names))[: max_figures if max_figures is not None else None]
@@ -232,6 +236,7 @@ def inline_markdown(report: Report | ExperimentReport, max_figures: int | None =
         alt, name = match.group(1), match.group(2)
         if name in kept:
             return f"![{alt}](data:image/png;base64,{kept[name]})"
-        return f"*(figure `{name}` not inlined)*"
+        where = folder / name if folder is not None else name
+        return f"*(figure not shown here: `{where}`)*"
 
     return FIGURE_LINK.sub(replace, report.markdown)

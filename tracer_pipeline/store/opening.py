@@ -15,11 +15,12 @@ shared-memory file beside the database) with ``immutable=1``.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy import Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -97,6 +98,14 @@ def create_store_engine(url: str, read_only: bool) -> Engine:
     return engine
 
 
+SCHEMA_LOCK = "schema"
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for PostgreSQL's ``pg_advisory_xact_lock``, from a lock's name."""
+    return int.from_bytes(hashlib.sha256(f"tracer_pipeline:{name}".encode()).digest()[:8], "big", signed=True)
+
+
 def open_store_engine(url: str, read_only: bool) -> tuple[Engine, set[str]]:
     """The engine of a checked store, and its tables. An existing SQLite file is first checked
     through a read-only connection, because a writer's first connection already changes the
@@ -105,7 +114,8 @@ def open_store_engine(url: str, read_only: bool) -> tuple[Engine, set[str]]:
     if not read_only and path is not None and path.is_file() and path.stat().st_size > 0:
         probe = create_store_engine(url, read_only=True)
         try:
-            check_schema(probe, url, create=False)
+            # A file without tables yet is a store another writer is creating at this moment.
+            check_schema(probe, url, create=False, allow_empty=True)
         finally:
             probe.dispose()
     engine = create_store_engine(url, read_only)
@@ -130,7 +140,7 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
                                check_same_thread=False)
 
 
-def check_schema(engine: Engine, url: str, create: bool) -> set[str]:
+def check_schema(engine: Engine, url: str, create: bool, allow_empty: bool = False) -> set[str]:
     """Refuse a database this version cannot use (see the module's docstring); when ``create``,
     make a new or unversioned store current. Returns the tables present afterwards."""
     where = describe(url)
@@ -149,15 +159,19 @@ def check_schema(engine: Engine, url: str, create: bool) -> set[str]:
     if tables:
         _check_kind(where, tables, meta)
         _check_columns(where, columns)
-    elif not create:
+    elif not create and not allow_empty:
         raise StoreOpenError(f"{where} is an empty database, not a trace store; point --data-dir or "
                              "--db-url at a store, or create one with `trajectory-tracer run-experiment CONFIG`")
     if not create:
         return tables
     try:
-        Base.metadata.create_all(engine)
-        if not meta:
-            with engine.begin() as connection:
+        with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                # Several processes may open a fresh store at once, and create_all checks, then
+                # creates: under the lock a second process sees the first's tables.
+                connection.execute(select(func.pg_advisory_xact_lock(advisory_key(SCHEMA_LOCK))))
+            Base.metadata.create_all(connection)
+            if not connection.execute(select(StoreMetaRow.key)).first():
                 connection.execute(StoreMetaRow.__table__.insert(), [
                     {"key": "kind", "value": STORE_KIND}, {"key": "schema_version", "value": str(SCHEMA_VERSION)}])
     except DBAPIError as exc:

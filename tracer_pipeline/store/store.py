@@ -3,8 +3,11 @@
 Writes are idempotent: writing the same invocation, embedding or diagram twice keeps one row.
 On SQLite the database runs in WAL mode with a busy timeout; every write transaction takes the
 write lock up front (``BEGIN IMMEDIATE``) so concurrent writer processes queue instead of
-failing, and reads take no lock. Opening checks that the database is a trace store of this
-schema version (:mod:`tracer_pipeline.store.opening`).
+failing, and reads take no lock. On PostgreSQL, where writers run side by side, rows are written
+with insert-on-conflict and the few read-then-write steps (creating the schema, registering an
+experiment) first take a transaction-scoped advisory lock, so several processes can start on a
+fresh store at once. Opening checks that the database is a trace store of this schema version
+(:mod:`tracer_pipeline.store.opening`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from datetime import datetime
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import Connection, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,7 +40,7 @@ from tracer_pipeline.models.base import (
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store.generations import GenerationTables
 from tracer_pipeline.store.liveness import Heartbeat, owner_alive, this_host
-from tracer_pipeline.store.opening import READ_OPTION, open_store_engine
+from tracer_pipeline.store.opening import READ_OPTION, advisory_key, open_store_engine
 from tracer_pipeline.store.records import (
     AttractorData,
     ClusterRecord,
@@ -63,6 +66,7 @@ from tracer_pipeline.store.schema import (
     utcnow,
 )
 
+REGISTRATION_LOCK = "registration"
 
 def _invocation(row: InvocationRow) -> InvocationRecord:
     return InvocationRecord(
@@ -135,6 +139,13 @@ class TraceStore(GenerationTables):
         self._heartbeat: Heartbeat | None = None
         self._heartbeat_lock = threading.Lock()
 
+    def _lock(self, connection: Connection | Session, name: str) -> None:
+        """Serialise a read-then-write with other processes until the transaction ends. SQLite's
+        ``BEGIN IMMEDIATE`` already holds the database's one write lock; PostgreSQL takes an
+        advisory lock named ``name``."""
+        if self.engine.dialect.name == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(advisory_key(name))))
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One write transaction: committed on success, rolled back on any error."""
@@ -175,6 +186,7 @@ class TraceStore(GenerationTables):
                 with Image.open(spec.initial_image_path) as image:
                     images[spec.initial_image_path] = image_to_png(image)
         with self.session() as s:
+            self._lock(s, REGISTRATION_LOCK)
             row = s.scalar(select(ExperimentRow).where(ExperimentRow.name == experiment.name))
             if row is None:
                 row = ExperimentRow(name=experiment.name, source=experiment.source,
@@ -477,7 +489,7 @@ class TraceStore(GenerationTables):
             s.execute(self._insert(EmbeddingRow).values([
                 dict(invocation_id=i, embedding_model=embedding_model, model_version=model_version,
                      dimension=int(v.size), vector=vector_to_bytes(v), created_at=utcnow())
-                for i, v in vectors.items()
+                for i, v in sorted(vectors.items())  # one order for every writer: no deadlock
             ]).on_conflict_do_nothing(index_elements=["invocation_id", "embedding_model"]))
         return len(vectors) - before
 

@@ -71,14 +71,25 @@ def test_a_network_that_reaches_a_fixed_point_is_stuck_and_has_been_there_before
     assert collapse["T2I → I2T"]["collapsed_at"] is None
 
 
-def test_inline_markdown_embeds_downscaled_figures_within_budget(small_report: Report) -> None:
-    inlined = inline_markdown(small_report)
-    assert inlined.count("](data:image/png;base64,") == len(small_report.figures)
-    assert len(inlined.encode()) < 1_500_000
+def test_inline_markdown_shows_readable_figures_within_budget_and_links_the_rest(small_report: Report,
+                                                                              tmp_path) -> None:
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    inlined = inline_markdown(small_report, folder=tmp_path)
+    shown = re.findall(r"\]\(data:image/png;base64,([^)]+)\)", inlined)
+    linked = re.findall(r"figure not shown here: `([^`]+)`", inlined)
+    assert shown and len(shown) + len(linked) == len(small_report.figures)
+    assert len(inlined.encode()) < 700_000
+    assert all(Image.open(io.BytesIO(base64.b64decode(b))).width <= 1000 for b in shown)
+    assert all(path.startswith(str(tmp_path)) for path in linked)
     assert "](drift.png)" not in inlined
     two = inline_markdown(small_report, max_figures=2)
     assert two.count("](data:image/png;base64,") == 2
-    assert two.count("not inlined") == len(small_report.figures) - 2
+    assert two.count("figure not shown here") == len(small_report.figures) - 2
 
 
 def test_exact_and_semantic_stuckness_start_at_the_right_step() -> None:

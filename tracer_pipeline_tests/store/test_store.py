@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 
 import numpy as np
@@ -20,9 +21,19 @@ CONFIG = {
 NOW = datetime.now(UTC).replace(tzinfo=None)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """A fresh, empty trace store's URL: a SQLite file, or a new database on a PostgreSQL server
+    the tests started on loopback."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'trace.sqlite'}"
+    server = request.getfixturevalue("postgres")
+    return server.url(server.create_database("store"))
+
+
 @pytest.fixture
-def store(tmp_path):
-    trace = TraceStore(f"sqlite:///{tmp_path / 'trace.sqlite'}")
+def store(store_url):
+    trace = TraceStore(store_url)
     yield trace
     trace.close()
 
@@ -112,3 +123,47 @@ def test_two_writer_processes_lose_and_duplicate_nothing(store, tmp_path):
     stored = store.invocations(run_id)
     assert [i.sequence_number for i in stored] == list(range(150))
     assert all(i.output_text == f"output {i.sequence_number}" for i in stored)
+
+
+REGISTRAR = """
+import sys, time
+from pathlib import Path
+from tracer_pipeline.config import parse_experiment
+from tracer_pipeline.store import TraceStore
+Path(sys.argv[2] + ".ready").touch()
+while not Path(sys.argv[2]).exists():  # start together, once every writer has imported
+    time.sleep(0.01)
+config = {"name": "store-test", "networks": [["DummyT2I", "DummyI2T"]], "seeds": list(range(20)),
+          "prompts": ["a red balloon", "a blue cube"], "embedding_models": ["DummyEmbed"], "max_length": 4}
+store = TraceStore(sys.argv[1])  # a fresh store: every writer also creates the schema
+print(" ".join(store.register_experiment(parse_experiment(config, "a.json"))))
+"""
+
+
+def start_together(script: str, args_of: list[list[str]], folder) -> list[subprocess.Popen]:
+    """Start one process per argument list, and let them all go at once after their imports."""
+    go = folder / "go"
+    processes = [subprocess.Popen([sys.executable, "-c", script, *args, f"{go}{k}"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for k, args in enumerate(args_of)]
+    while not all((folder / f"go{k}.ready").exists() or p.poll() is not None for k, p in enumerate(processes)):
+        time.sleep(0.05)
+    for k in range(len(processes)):
+        (folder / f"go{k}").touch()
+    return processes
+
+
+def test_four_writers_on_a_fresh_store_create_and_register_once(store_url, tmp_path):
+    """Schema creation and registration by four processes at once: none fails, nothing doubles."""
+    writers = start_together(REGISTRAR, [[store_url]] * 4, tmp_path)
+    outputs = []
+    for w in writers:
+        out, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err.decode()
+        outputs.append(out.decode().split())
+    assert all(o == outputs[0] for o in outputs) and len(outputs[0]) == 40
+    store = TraceStore(store_url)
+    assert [r.run_id for r in store.get_runs()] == sorted(outputs[0])
+    assert store.experiment_names() == ["store-test"]
+    assert store.experiment_run_ids("store-test") == outputs[0]
+    store.close()

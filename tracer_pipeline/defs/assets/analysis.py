@@ -23,16 +23,25 @@ ALL_RUNS = dg.AssetDep(persistence_diagrams, partition_mapping=dg.AllPartitionMa
 INPUTS_KEY = "inputs_fingerprint"
 
 
+# A report of every embedding model (no ``embedding_model`` chosen), in its inputs' fingerprint.
+ALL_MODELS = "*"
+
+
+def latest_inputs(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str | None) -> str | None:
+    """The inputs' fingerprint recorded by the asset's (partition's) latest materialization."""
+    record = instance.get_latest_data_version_record(asset_key, partition_key=partition)
+    if record is None or record.asset_materialization is None:
+        return None
+    stored = record.asset_materialization.metadata.get(INPUTS_KEY)
+    return None if stored is None else stored.value
+
+
 def _already_current(context: dg.AssetExecutionContext, fingerprint: str) -> bool:
     """Whether the asset's (partition's) last materialization was computed from these inputs."""
     # Not context.has_partition_key: the unpartitioned comparison runs inside a report's
     # partitioned run, whose partition is not its own.
     partition = context.partition_key if context.assets_def.partitions_def is not None else None
-    record = context.instance.get_latest_data_version_record(context.asset_key, partition_key=partition)
-    if record is None or record.asset_materialization is None:
-        return False
-    stored = record.asset_materialization.metadata.get(INPUTS_KEY)
-    return stored is not None and stored.value == fingerprint
+    return latest_inputs(context.instance, context.asset_key, partition) == fingerprint
 
 
 def _skipped(fingerprint: str, started: float, **metadata) -> dg.MaterializeResult:
@@ -106,7 +115,7 @@ def experiment_report(
     started = time.perf_counter()
     trace = store.get_store()
     experiment = context.partition_key
-    fingerprint = f"{report_fingerprint(trace, experiment)}:{config.embedding_model or '*'}"
+    fingerprint = f"{report_fingerprint(trace, experiment)}:{config.embedding_model or ALL_MODELS}"
     folder = folders.reports_dir(experiment)
     path = folder / "report.md"
     if path.exists() and _already_current(context, fingerprint):
@@ -134,7 +143,7 @@ def experiment_report(
         metadata={
             "skipped_already_current": False,
             INPUTS_KEY: fingerprint,
-            "report": dg.MetadataValue.md(inline_markdown(report)),
+            "report": dg.MetadataValue.md(inline_markdown(report, folder=folder)),
             "path": dg.MetadataValue.path(str(path)),
             "runs": len(items[0][0].runs),
             "embedding_models": ", ".join(report.embedding_models),
