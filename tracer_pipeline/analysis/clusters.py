@@ -33,7 +33,7 @@ def cluster_points(vectors: np.ndarray, min_cluster_size: int) -> np.ndarray:
     points = np.asarray(vectors, dtype=np.float64)
     if points.ndim != 2 or points.shape[0] < 2 * min_cluster_size:
         return np.full(points.shape[0] if points.ndim == 2 else 0, NOISE, dtype=np.int64)
-    return HDBSCAN(min_cluster_size=min_cluster_size, metric="euclidean").fit_predict(unit_rows(points))
+    return HDBSCAN(min_cluster_size=min_cluster_size, metric="euclidean", copy=True).fit_predict(unit_rows(points))
 
 
 def medoids(vectors: np.ndarray, labels: np.ndarray) -> dict[int, int]:
