@@ -553,25 +553,32 @@ class TraceStore(GenerationTables):
 
     def put_diagram(self, record: DiagramRecord) -> None:
         """Store a diagram, replacing one with the same identity computed from other inputs."""
-        points = {str(d): [[float(b), None if np.isinf(e) else float(e)] for b, e in arr]
-                  for d, arr in record.points.items()}
-        values = dict(
-            params=record.params, n_points=record.n_points, input_sha256=record.input_sha256,
-            homology_dims=sorted(record.points), points=points, summary=record.summary,
-            duration_s=record.duration_s, created_at=utcnow(),
-        )
+        self.put_diagrams([record])
+
+    def put_diagrams(self, records: Sequence[DiagramRecord]) -> None:
+        """Store diagrams in one transaction (see :meth:`put_diagram`)."""
+        if not records:
+            return
         with self.session() as s:
-            # One current diagram per (run, model, subset): older parameters are replaced.
-            s.execute(delete(PersistenceDiagramRow).where(
-                PersistenceDiagramRow.run_id == record.run_id,
-                PersistenceDiagramRow.embedding_model == record.embedding_model,
-                PersistenceDiagramRow.subset == record.subset,
-                PersistenceDiagramRow.params_hash != record.params_hash))
-            s.execute(self._insert(PersistenceDiagramRow).values(
-                run_id=record.run_id, embedding_model=record.embedding_model, subset=record.subset,
-                params_hash=record.params_hash, **values,
-            ).on_conflict_do_update(
-                index_elements=["run_id", "embedding_model", "subset", "params_hash"], set_=values))
+            for record in records:
+                points = {str(d): [[float(b), None if np.isinf(e) else float(e)] for b, e in arr]
+                          for d, arr in record.points.items()}
+                values = dict(
+                    params=record.params, n_points=record.n_points, input_sha256=record.input_sha256,
+                    homology_dims=sorted(record.points), points=points, summary=record.summary,
+                    duration_s=record.duration_s, created_at=utcnow(),
+                )
+                # One current diagram per (run, model, subset): older parameters are replaced.
+                s.execute(delete(PersistenceDiagramRow).where(
+                    PersistenceDiagramRow.run_id == record.run_id,
+                    PersistenceDiagramRow.embedding_model == record.embedding_model,
+                    PersistenceDiagramRow.subset == record.subset,
+                    PersistenceDiagramRow.params_hash != record.params_hash))
+                s.execute(self._insert(PersistenceDiagramRow).values(
+                    run_id=record.run_id, embedding_model=record.embedding_model, subset=record.subset,
+                    params_hash=record.params_hash, **values,
+                ).on_conflict_do_update(
+                    index_elements=["run_id", "embedding_model", "subset", "params_hash"], set_=values))
 
     def diagrams(self, run_ids: Iterable[str] | None = None) -> list[DiagramRecord]:
         with self.reading() as s:

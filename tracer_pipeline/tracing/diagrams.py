@@ -49,10 +49,18 @@ def trajectory_subsets(seqs: list[int], types: list[str], vectors: np.ndarray) -
     return digests
 
 
+WRITE_EVERY_RUNS = 64
+
+
 def compute_diagrams(store: TraceStore, run_ids: list[str]) -> dict[str, DiagramOutcome]:
-    """Compute the missing or outdated diagrams of the given runs."""
+    """Compute the missing or outdated diagrams of the given runs, stored a few runs at a time
+    (one transaction per ``WRITE_EVERY_RUNS`` runs: an interruption loses at most those, which a
+    rerun computes again)."""
     outcomes: dict[str, DiagramOutcome] = {}
-    for run in store.get_runs(run_ids):
+    pending: list[DiagramRecord] = []
+    for index, run in enumerate(store.get_runs(run_ids)):
+        if index % WRITE_EVERY_RUNS == 0:
+            pending = _flush(store, pending)
         outcome = outcomes[run.run_id] = DiagramOutcome(run.run_id)
         params, params_hash = tda_params(run.max_homology_dim)
         stored = store.diagram_keys(run.run_id)
@@ -68,11 +76,18 @@ def compute_diagrams(store: TraceStore, run_ids: list[str]) -> dict[str, Diagram
                 diagram = persistence_diagram(points, max_dim=run.max_homology_dim)
                 duration = time.perf_counter() - started
                 outcome.seconds += duration
-                store.put_diagram(DiagramRecord(
+                pending.append(DiagramRecord(
                     run_id=run.run_id, embedding_model=model, subset=subset, params=params,
                     params_hash=params_hash, n_points=len(rows), input_sha256=digest,
                     points=diagram, summary=diagram_summary(diagram), duration_s=duration,
                 ))
                 outcome.computed.append(label)
-                progress.report("diagrams", 1, run.run_id)
+    _flush(store, pending)
     return outcomes
+
+
+def _flush(store: TraceStore, pending: list[DiagramRecord]) -> list[DiagramRecord]:
+    store.put_diagrams(pending)
+    if pending:
+        progress.report("diagrams", len(pending))
+    return []

@@ -91,16 +91,24 @@ def unrelated_distance(measures: Sequence[RunMeasures]) -> float | None:
     image) and the outputs of runs started from another prompt, over every such pair of runs.
     Drift near it means a run has gone as far from its prompt as unrelated content is. None with
     a single prompt."""
+    # mean over other's outputs of 1 − u·r is 1 − (mean of other's unit rows)·r: each run's mean
+    # direction once, then one product per pair.
+    means, prompts = [], []
+    for other in measures:
+        rows = trajectory_rows(other.run)
+        if rows.shape[0]:
+            means.append(unit_rows(rows.astype(np.float64)).mean(axis=0))
+            prompts.append(factor_level(other.run, "prompt"))
+    if not means:
+        return None
+    mean_directions, others_prompts = np.stack(means), np.array(prompts, dtype=object)
     distances = []
     for m in measures:
         if m.run.reference is None:
             continue
         reference = unit_rows(np.asarray(m.run.reference, dtype=np.float64)[None, :])[0]
-        prompt = factor_level(m.run, "prompt")
-        for other in measures:
-            rows = trajectory_rows(other.run)
-            if factor_level(other.run, "prompt") != prompt and rows.shape[0]:
-                distances.append(float(np.mean(1.0 - unit_rows(rows.astype(np.float64)) @ reference)))
+        unrelated = others_prompts != factor_level(m.run, "prompt")
+        distances.extend(1.0 - mean_directions[unrelated] @ reference)
     return float(np.mean(distances)) if distances else None
 
 
