@@ -10,6 +10,7 @@ Data are images as uint8 (what is stored); the networks read them as floats in [
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -68,25 +69,33 @@ def as_floats(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
 
 
-def train_vae(vae: VAE, x: torch.Tensor, epochs: int, seed: int) -> list[float]:
-    """Continue training ``vae`` on ``x`` (a fresh Adam each call); the mean loss of each epoch."""
+def _fit(parameters, size: int, epochs: int, seed: int,
+         batch_loss: Callable[[torch.Tensor, torch.Generator], torch.Tensor]) -> list[float]:
+    """Adam (fresh each call) over shuffled mini-batches of ``size`` items for ``epochs``;
+    ``batch_loss(index, generator)`` is a batch's mean loss, drawing any noise from the same
+    seeded generator as the shuffles. Returns the mean loss of each epoch."""
     generator = _generator(seed)
-    optimiser = torch.optim.Adam(vae.parameters(), lr=LEARNING_RATE)
+    optimiser = torch.optim.Adam(parameters, lr=LEARNING_RATE)
     losses = []
-    vae.train()
     for _ in range(epochs):
-        order = torch.randperm(len(x), generator=generator)
+        order = torch.randperm(size, generator=generator)
         total = 0.0
-        for start in range(0, len(x), BATCH_SIZE):
-            batch = x[order[start:start + BATCH_SIZE]]
-            noise = torch.randn(len(batch), vae.latent, generator=generator)
-            loss = vae.loss(batch, noise)
+        for start in range(0, size, BATCH_SIZE):
+            index = order[start:start + BATCH_SIZE]
+            loss = batch_loss(index, generator)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += loss.item() * len(batch)
-        losses.append(total / len(x))
+            total += loss.item() * len(index)
+        losses.append(total / size)
     return losses
+
+
+def train_vae(vae: VAE, x: torch.Tensor, epochs: int, seed: int) -> list[float]:
+    """Continue training ``vae`` on ``x`` (a fresh Adam each call); the mean loss of each epoch."""
+    vae.train()
+    return _fit(vae.parameters(), len(x), epochs, seed,
+                lambda index, generator: vae.loss(x[index], torch.randn(len(index), vae.latent, generator=generator)))
 
 
 def sample_vae(vae: VAE, count: int, seed: int) -> np.ndarray:
@@ -100,22 +109,9 @@ def sample_vae(vae: VAE, count: int, seed: int) -> np.ndarray:
 
 def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int) -> list[float]:
     """Train ``model`` on (x, y); the mean cross-entropy of each epoch."""
-    generator = _generator(seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    losses = []
     model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=generator)
-        total = 0.0
-        for start in range(0, len(x), BATCH_SIZE):
-            index = order[start:start + BATCH_SIZE]
-            loss = F.cross_entropy(model(x[index]), y[index])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(index)
-        losses.append(total / len(x))
-    return losses
+    return _fit(model.parameters(), len(x), epochs, seed,
+                lambda index, _generator: F.cross_entropy(model(x[index]), y[index]))
 
 
 def predict(model: nn.Module, x: torch.Tensor) -> np.ndarray:

@@ -394,17 +394,26 @@ class TraceStore(GenerationTables):
             )
             return [_invocation(r) for r in rows]
 
-    def invocation_outlines(self, run_ids: Sequence[str]) -> dict[str, list[tuple[int, str, str | None, bool]]]:
-        """Per run, (sequence number, model, output type, failed) of each invocation in order,
-        without the outputs: what the checks need, in one query."""
-        outlines: dict[str, list[tuple[int, str, str | None, bool]]] = {r: [] for r in run_ids}
+    def invocation_outlines(
+        self, run_ids: Sequence[str] | None = None
+    ) -> dict[str, list[tuple[int, str, str | None, bool]]]:
+        """Per run (of these runs, or every run, those without invocations included), (sequence
+        number, model, output type, failed) of each invocation in order, without the outputs:
+        what the checks and the doctor need."""
+        columns = (InvocationRow.run_id, InvocationRow.sequence_number, InvocationRow.model,
+                   InvocationRow.output_type, InvocationRow.error)
+        order = (InvocationRow.run_id, InvocationRow.sequence_number)
         with self.reading() as s:
-            for run_id, seq, model, output_type, error in s.execute(
-                select(InvocationRow.run_id, InvocationRow.sequence_number, InvocationRow.model,
-                       InvocationRow.output_type, InvocationRow.error)
-                .where(InvocationRow.run_id.in_(list(run_ids)))
-                .order_by(InvocationRow.run_id, InvocationRow.sequence_number)):
-                outlines[run_id].append((seq, model, output_type, error is not None))
+            if run_ids is None:
+                outlines = {run_id: [] for run_id in s.scalars(select(RunRow.run_id))}
+                queries = [select(*columns).order_by(*order)]
+            else:
+                outlines = {run_id: [] for run_id in run_ids}
+                queries = [select(*columns).where(InvocationRow.run_id.in_(list(chunk))).order_by(*order)
+                           for chunk in _chunks(list(run_ids))]
+            for query in queries:
+                for run_id, seq, model, output_type, error in s.execute(query):
+                    outlines.setdefault(run_id, []).append((seq, model, output_type, error is not None))
         return outlines
 
     def add_invocation(
@@ -736,17 +745,6 @@ class TraceStore(GenerationTables):
         return h.hexdigest()[:16]
 
     # operating the store: what the doctor checks and repairs, deleting an experiment -----------
-
-    def sequence_numbers(self) -> dict[str, list[int]]:
-        """Every run's stored invocation numbers, in order (runs without invocations included)."""
-        numbers: dict[str, list[int]] = {}
-        with self.reading() as s:
-            for run_id in s.scalars(select(RunRow.run_id)):
-                numbers[run_id] = []
-            for run_id, seq in s.execute(select(InvocationRow.run_id, InvocationRow.sequence_number)
-                                         .order_by(InvocationRow.run_id, InvocationRow.sequence_number)):
-                numbers.setdefault(run_id, []).append(seq)
-        return numbers
 
     def stored_embeddings(self, batch: int = 2000) -> Iterator[StoredEmbedding]:
         """Every stored vector, outputs' and initial inputs', a batch at a time (a store can hold

@@ -42,7 +42,8 @@ def _listed(numbers: list[int]) -> str:
 def sequence_gaps(store: TraceStore) -> list[Problem]:
     """A run's invocations must be numbered 0..n-1: each is computed from the one before."""
     problems = []
-    for run_id, numbers in store.sequence_numbers().items():
+    for run_id, outline in store.invocation_outlines().items():
+        numbers = [seq for seq, *_ in outline]
         first = next((i for i, n in enumerate(numbers) if n != i), None)
         if first is None:
             continue
