@@ -12,9 +12,7 @@ fresh store at once. Opening checks that the database is a trace store of this s
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import io
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,17 +36,15 @@ from tracer_pipeline.models.base import (
     output_digest,
 )
 from tracer_pipeline.status import RunStatus
+from tracer_pipeline.store.analysis import AnalysisTables
 from tracer_pipeline.store.generations import GenerationTables
 from tracer_pipeline.store.liveness import Heartbeat, owner_alive, this_host
 from tracer_pipeline.store.opening import READ_OPTION, advisory_key, open_store_engine
 from tracer_pipeline.store.records import (
-    AttractorData,
-    ClusterRecord,
     DiagramRecord,
     InvocationRecord,
     Orphan,
     RunRecord,
-    StoreComparison,
     StoredEmbedding,
 )
 from tracer_pipeline.store.schema import (
@@ -56,13 +52,11 @@ from tracer_pipeline.store.schema import (
     ExperimentRow,
     ExperimentRunRow,
     InvocationRow,
-    OutputClusterRow,
     PersistenceDiagramRow,
     ReferenceEmbeddingRow,
     ReportRow,
     RunLeaseRow,
     RunRow,
-    StoreComparisonRow,
     utcnow,
 )
 
@@ -122,7 +116,7 @@ def bytes_to_vector(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4")
 
 
-class TraceStore(GenerationTables):
+class TraceStore(GenerationTables, AnalysisTables):
     """Experiments, runs, invocations, embeddings and persistence diagrams, with lineage; the
     self-consuming kind's generations through :class:`GenerationTables`."""
 
@@ -605,90 +599,6 @@ class TraceStore(GenerationTables):
                     for d, pts in r.points.items()},
             summary=r.summary, duration_s=r.duration_s,
         ) for r in rows]
-
-    # store-wide comparisons and reports ----------------------------------------------------
-
-    def put_comparison(self, comparison: StoreComparison) -> None:
-        buffer = io.BytesIO()
-        np.savez(buffer, **{f"H{dim}_{metric}": m for (dim, metric), m in comparison.matrices.items()})
-        values = dict(
-            run_ids=list(comparison.run_ids), diagram_hashes=list(comparison.diagram_hashes),
-            matrices=buffer.getvalue(), attractor_threshold=comparison.attractor_threshold,
-            attractors=[dataclasses.asdict(a) for a in comparison.attractors], computed_at=utcnow(),
-        )
-        with self.session() as s:
-            s.execute(self._insert(StoreComparisonRow).values(embedding_model=comparison.embedding_model, **values)
-                      .on_conflict_do_update(index_elements=["embedding_model"], set_=values))
-
-    def comparison(self, embedding_model: str) -> StoreComparison | None:
-        with self.reading() as s:
-            row = s.get(StoreComparisonRow, embedding_model)
-        if row is None:
-            return None
-        with np.load(io.BytesIO(row.matrices)) as arrays:
-            matrices = {(int(k[1:].split("_", 1)[0]), k.split("_", 1)[1]): arrays[k] for k in arrays.files}
-        return StoreComparison(
-            embedding_model=embedding_model, run_ids=tuple(row.run_ids), diagram_hashes=tuple(row.diagram_hashes),
-            matrices=matrices, attractor_threshold=row.attractor_threshold,
-            attractors=tuple(AttractorData(**{**a, "run_ids": tuple(a["run_ids"])}) for a in row.attractors),
-        )
-
-    def embedding_models_in_use(self) -> list[str]:
-        with self.reading() as s:
-            return sorted(set(s.scalars(select(PersistenceDiagramRow.embedding_model))))
-
-    def diagrams_fingerprint(self, run_ids: Sequence[str] | None = None) -> str:
-        """Changes whenever a persistence diagram (of these runs) is added or replaced."""
-        query = select(func.count(), func.max(PersistenceDiagramRow.created_at))
-        if run_ids is not None:
-            query = query.where(PersistenceDiagramRow.run_id.in_(list(run_ids)))
-        with self.reading() as s:
-            count, latest = s.execute(query).one()
-        return f"{count}:{latest}"
-
-    def put_report(self, experiment: str, embedding_model: str, markdown: str, tables: dict) -> None:
-        values = dict(embedding_model=embedding_model, markdown=markdown, tables=tables, created_at=utcnow())
-        with self.session() as s:
-            s.execute(self._insert(ReportRow).values(experiment=experiment, **values)
-                      .on_conflict_do_update(index_elements=["experiment"], set_=values))
-
-    def report_tables(self, experiments: Iterable[str] | None = None) -> dict[str, list[dict]]:
-        """Every stored report's analysis tables, concatenated per table name, each row tagged
-        with its experiment."""
-        with self.reading() as s:
-            query = select(ReportRow)
-            if experiments is not None:
-                query = query.where(ReportRow.experiment.in_(list(experiments)))
-            rows = list(s.scalars(query.order_by(ReportRow.experiment)))
-        tables: dict[str, list[dict]] = {}
-        for row in rows:
-            for name, records in row.tables.items():
-                tables.setdefault(name, []).extend({"experiment": row.experiment, **r} for r in records)
-        return tables
-
-    # clusters of outputs ------------------------------------------------------------------
-
-    def put_clusters(self, experiment: str, embedding_model: str, records: Sequence[ClusterRecord]) -> None:
-        """Replace an experiment's clusters for one embedding model, in one transaction."""
-        with self.session() as s:
-            s.execute(delete(OutputClusterRow).where(OutputClusterRow.experiment == experiment,
-                                                     OutputClusterRow.embedding_model == embedding_model))
-            s.add_all(OutputClusterRow(**dataclasses.asdict(r)) for r in records)
-
-    def clusters(self, experiments: Iterable[str] | None = None,
-                 embedding_model: str | None = None) -> list[ClusterRecord]:
-        """Stored clusters (of these experiments, of this embedding model), ordered by experiment,
-        embedding model, run and sequence number."""
-        query = select(OutputClusterRow).order_by(
-            OutputClusterRow.experiment, OutputClusterRow.embedding_model, OutputClusterRow.run_id,
-            OutputClusterRow.sequence_number)
-        if experiments is not None:
-            query = query.where(OutputClusterRow.experiment.in_(list(experiments)))
-        if embedding_model is not None:
-            query = query.where(OutputClusterRow.embedding_model == embedding_model)
-        with self.reading() as s:
-            return [ClusterRecord(r.experiment, r.embedding_model, r.run_id, r.sequence_number, r.modality,
-                                  r.cluster, r.is_medoid, r.input_sha256) for r in s.scalars(query)]
 
     # summaries --------------------------------------------------------------------------
 

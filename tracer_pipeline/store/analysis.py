@@ -1,0 +1,121 @@
+"""The analysis part of the store API: the store-wide comparisons, the experiments' reports and
+the clusters of their outputs. :class:`AnalysisTables` is mixed into
+:class:`~tracer_pipeline.store.TraceStore`, so there is still one store API; it needs the store's
+``session()``, ``reading()`` and ``_insert()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from tracer_pipeline.store.records import AttractorData, ClusterRecord, StoreComparison
+from tracer_pipeline.store.schema import (
+    OutputClusterRow,
+    PersistenceDiagramRow,
+    ReportRow,
+    StoreComparisonRow,
+    utcnow,
+)
+
+
+class AnalysisTables:
+    def session(self) -> AbstractContextManager[Session]:
+        """One write transaction (TraceStore's)."""
+        raise NotImplementedError
+
+    def reading(self) -> AbstractContextManager[Session]:
+        """One read transaction (TraceStore's)."""
+        raise NotImplementedError
+
+    def _insert(self, table):
+        """The dialect's insert, with on-conflict clauses (TraceStore's)."""
+        raise NotImplementedError
+
+    def put_comparison(self, comparison: StoreComparison) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **{f"H{dim}_{metric}": m for (dim, metric), m in comparison.matrices.items()})
+        values = dict(
+            run_ids=list(comparison.run_ids), diagram_hashes=list(comparison.diagram_hashes),
+            matrices=buffer.getvalue(), attractor_threshold=comparison.attractor_threshold,
+            attractors=[dataclasses.asdict(a) for a in comparison.attractors], computed_at=utcnow(),
+        )
+        with self.session() as s:
+            s.execute(self._insert(StoreComparisonRow).values(embedding_model=comparison.embedding_model, **values)
+                      .on_conflict_do_update(index_elements=["embedding_model"], set_=values))
+
+    def comparison(self, embedding_model: str) -> StoreComparison | None:
+        with self.reading() as s:
+            row = s.get(StoreComparisonRow, embedding_model)
+        if row is None:
+            return None
+        with np.load(io.BytesIO(row.matrices)) as arrays:
+            matrices = {(int(k[1:].split("_", 1)[0]), k.split("_", 1)[1]): arrays[k] for k in arrays.files}
+        return StoreComparison(
+            embedding_model=embedding_model, run_ids=tuple(row.run_ids), diagram_hashes=tuple(row.diagram_hashes),
+            matrices=matrices, attractor_threshold=row.attractor_threshold,
+            attractors=tuple(AttractorData(**{**a, "run_ids": tuple(a["run_ids"])}) for a in row.attractors),
+        )
+
+    def embedding_models_in_use(self) -> list[str]:
+        with self.reading() as s:
+            return sorted(set(s.scalars(select(PersistenceDiagramRow.embedding_model))))
+
+    def diagrams_fingerprint(self, run_ids: Sequence[str] | None = None) -> str:
+        """Changes whenever a persistence diagram (of these runs) is added or replaced."""
+        query = select(func.count(), func.max(PersistenceDiagramRow.created_at))
+        if run_ids is not None:
+            query = query.where(PersistenceDiagramRow.run_id.in_(list(run_ids)))
+        with self.reading() as s:
+            count, latest = s.execute(query).one()
+        return f"{count}:{latest}"
+
+    def put_report(self, experiment: str, embedding_model: str, markdown: str, tables: dict) -> None:
+        values = dict(embedding_model=embedding_model, markdown=markdown, tables=tables, created_at=utcnow())
+        with self.session() as s:
+            s.execute(self._insert(ReportRow).values(experiment=experiment, **values)
+                      .on_conflict_do_update(index_elements=["experiment"], set_=values))
+
+    def report_tables(self, experiments: Iterable[str] | None = None) -> dict[str, list[dict]]:
+        """Every stored report's analysis tables, concatenated per table name, each row tagged
+        with its experiment."""
+        with self.reading() as s:
+            query = select(ReportRow)
+            if experiments is not None:
+                query = query.where(ReportRow.experiment.in_(list(experiments)))
+            rows = list(s.scalars(query.order_by(ReportRow.experiment)))
+        tables: dict[str, list[dict]] = {}
+        for row in rows:
+            for name, records in row.tables.items():
+                tables.setdefault(name, []).extend({"experiment": row.experiment, **r} for r in records)
+        return tables
+
+    # clusters of outputs ------------------------------------------------------------------
+
+    def put_clusters(self, experiment: str, embedding_model: str, records: Sequence[ClusterRecord]) -> None:
+        """Replace an experiment's clusters for one embedding model, in one transaction."""
+        with self.session() as s:
+            s.execute(delete(OutputClusterRow).where(OutputClusterRow.experiment == experiment,
+                                                     OutputClusterRow.embedding_model == embedding_model))
+            s.add_all(OutputClusterRow(**dataclasses.asdict(r)) for r in records)
+
+    def clusters(self, experiments: Iterable[str] | None = None,
+                 embedding_model: str | None = None) -> list[ClusterRecord]:
+        """Stored clusters (of these experiments, of this embedding model), ordered by experiment,
+        embedding model, run and sequence number."""
+        query = select(OutputClusterRow).order_by(
+            OutputClusterRow.experiment, OutputClusterRow.embedding_model, OutputClusterRow.run_id,
+            OutputClusterRow.sequence_number)
+        if experiments is not None:
+            query = query.where(OutputClusterRow.experiment.in_(list(experiments)))
+        if embedding_model is not None:
+            query = query.where(OutputClusterRow.embedding_model == embedding_model)
+        with self.reading() as s:
+            return [ClusterRecord(r.experiment, r.embedding_model, r.run_id, r.sequence_number, r.modality,
+                                  r.cluster, r.is_medoid, r.input_sha256) for r in s.scalars(query)]
