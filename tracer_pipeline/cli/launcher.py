@@ -203,8 +203,7 @@ class Launcher:
     def register(self, store: TraceStore, experiment: Experiment) -> Registration:
         return register_experiment(store, self.instance, experiment)
 
-    def trace(self, run_ids: list[str], experiment: str,
-              after_each: Callable[[], None] | None = None) -> list[str]:
+    def trace(self, run_ids: list[str], experiment: str) -> list[str]:
         """Materialize the runs' chains, one Dagster run per range of consecutive partitions;
         returns the failed steps."""
         job = self.defs.resolve_job_def("trace")
@@ -217,8 +216,6 @@ class Launcher:
             )
             if not result.success:
                 failures += step_failures(result.all_events)
-            if after_each:
-                after_each()
         return failures
 
     def report(self, experiment: str, embedding_model: str | None = None) -> ReportOutcome:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import numpy as np
 
-from tracer_pipeline.config import RunKind
+from tracer_pipeline.config import DEFAULT_SEED_MODE, RunKind
 from tracer_pipeline.errors import StoreError
 from tracer_pipeline.models.base import Output, png_to_image
 from tracer_pipeline.status import RunStatus
@@ -39,8 +39,13 @@ class RunRecord:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     created_at: datetime | None = None
-    seed_mode: str = "fixed"  # part of the run's identity: "fixed" or "per_invocation"
     spec: dict = field(default_factory=dict, compare=False)  # the canonical specification
+
+    @property
+    def seed_mode(self) -> str:
+        """``fixed`` or ``per_invocation``: part of the identity, so in the specification only
+        when not the default."""
+        return self.spec.get("seed_mode", DEFAULT_SEED_MODE)
 
     @property
     def kind(self) -> RunKind:

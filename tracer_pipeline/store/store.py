@@ -279,14 +279,8 @@ class TraceStore(GenerationTables, AnalysisTables):
             max_homology_dim=max((link.max_homology_dim for link, _ in links), default=1),
             experiments=tuple(sorted(name for _, name in links)),
             started_at=row.started_at, completed_at=row.completed_at, created_at=row.created_at,
-            seed_mode=row.spec.get("seed_mode", "fixed"),
             spec=row.spec,
         )
-
-    def run_specs(self, run_ids: Sequence[str]) -> dict[str, dict]:
-        """The canonical specifications of these runs (unknown ids are left out)."""
-        with self.reading() as s:
-            return dict(s.execute(select(RunRow.run_id, RunRow.spec).where(RunRow.run_id.in_(list(run_ids)))).all())
 
     def run_spec(self, run_id: str) -> dict:
         """The canonical specification a run's id is the hash of."""

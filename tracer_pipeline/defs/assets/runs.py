@@ -21,12 +21,11 @@ def runs(context: dg.AssetExecutionContext, store: TraceStoreResource) -> dg.Mat
             trace.get_run(missing[0])
         except RunNotRegisteredError as exc:
             raise dg.Failure(description=str(exc)) from exc
-    specs = trace.run_specs(keys)
     for record in records:
-        if sha256_hex(canonical_json(specs[record.run_id]))[:16] != record.run_id:
+        if sha256_hex(canonical_json(record.spec))[:16] != record.run_id:
             raise StoreError(f"run {record.run_id}: stored specification does not hash to its id")
     record_partitions(context, {r.run_id: {
         **run_header(r), "max_length": r.max_length, "experiments": ", ".join(r.experiments),
-        "embedding_models": ", ".join(r.embedding_models), "spec": dg.MetadataValue.json(specs[r.run_id]),
+        "embedding_models": ", ".join(r.embedding_models), "spec": dg.MetadataValue.json(r.spec),
     } for r in records})
     return dg.MaterializeResult(data_version=combined_version([trace.content_hash(k, "runs") for k in keys]))
