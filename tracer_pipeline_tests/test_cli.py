@@ -109,6 +109,32 @@ def test_rerunning_a_finished_experiment_computes_nothing(finished, tmp_path):
     assert {r.run_id: store.invocations(r.run_id) for r in store.get_runs()} == before
 
 
+def test_a_current_experiment_is_answered_from_the_store_without_starting_dagster(tmp_path):
+    config = tmp_path / "small.json"
+    config.write_text(json.dumps({**CONFIG, "name": "small", "networks": [["DummyT2I", "DummyI2T"]], "seeds": [1]}))
+    data = tmp_path / "data"
+    first = tracer("run-experiment", str(config), data_dir=data)
+    assert "Dagster not started" not in first.stdout
+    store = TraceStore(f"sqlite:///{data / 'tracer.sqlite'}")
+    before = {r.run_id: store.invocations(r.run_id) for r in store.get_runs()}
+
+    again = tracer("run-experiment", str(config), data_dir=data)
+    assert "nothing to compute" in again.stdout and "(Dagster not started)" in again.stdout
+    assert "2 runs (0 new)" in again.stdout and "report: " in again.stdout
+    assert {r.run_id: store.invocations(r.run_id) for r in store.get_runs()} == before
+
+    # Anything that could give work takes the full path: here a longer max_length.
+    config.write_text(json.dumps({**json.loads(config.read_text()), "max_length": 8}))
+    longer = tracer("run-experiment", str(config), data_dir=data)
+    assert "Dagster not started" not in longer.stdout
+    assert all(len(store.invocations(r.run_id)) > len(before[r.run_id]) or r.status == "stuck"
+               for r in store.get_runs())
+    # ... and so does a report deleted by hand.
+    (data / "reports" / "small" / "report.md").unlink()
+    rebuilt = tracer("run-experiment", str(config), data_dir=data)
+    assert "Dagster not started" not in rebuilt.stdout and (data / "reports" / "small" / "report.md").exists()
+
+
 def test_export_images_embeds_the_invocation_metadata(finished, tmp_path):
     data, _ = finished
     rows = json.loads(tracer("list-runs", "--json", data_dir=data).stdout)

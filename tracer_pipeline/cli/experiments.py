@@ -19,6 +19,8 @@ from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store import TraceStore
 
 SHOWN_STUCK_RUNS = 10
+# In an experiment's report folder: the fingerprint of what its last complete run-experiment left.
+CURRENT_FILE = ".current"
 
 
 def _quiet_libraries() -> None:
@@ -61,12 +63,14 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None, launch: 
     _require_weights(obj, experiment)
     if not obj.verbose:
         _quiet_libraries()
-    from tracer_pipeline.cli.launcher import Launcher
-    from tracer_pipeline.cli.progress import ProgressBars
-
     if dagster_runs is not None and not launch:
         fail("--dagster-runs only applies with --launch", code=2)
     store = obj.store
+    if _already_current(obj, store, experiment):
+        return
+    from tracer_pipeline.cli.launcher import Launcher
+    from tracer_pipeline.cli.progress import ProgressBars
+
     launcher = Launcher(obj.settings, obj.verbose)
     launcher.release_abandoned_runs()
     registration = launcher.register(store, experiment)
@@ -102,6 +106,45 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None, launch: 
         for run in failed:
             click.echo(f"run {run.run_id} failed: {run.error}", err=True)
         sys.exit(1)
+    _mark_current(obj, store, experiment)
+
+
+def _where(obj: Context, store: TraceStore) -> dict[str, str]:
+    settings = obj.settings
+    return {"store": str(store.url), "dagster_home": str(settings.dagster_home), "model_dir": str(settings.model_dir)}
+
+
+def _already_current(obj: Context, store: TraceStore, experiment: Experiment) -> bool:
+    """Print the summary and return True, without starting Dagster, when the last complete
+    run-experiment of this config left nothing to compute and nothing changed since (the same
+    fingerprint: see :func:`~tracer_pipeline.reporting.freshness.experiment_fingerprint`)."""
+    from tracer_pipeline.reporting.freshness import experiment_fingerprint
+
+    folder = obj.settings.reports_dir(experiment.name)
+    marker, report = folder / CURRENT_FILE, folder / "report.md"
+    if not (marker.exists() and report.exists() and obj.settings.dagster_home.exists()):
+        return False
+    started = time.perf_counter()
+    fingerprint = experiment_fingerprint(store, experiment, _where(obj, store))
+    if fingerprint is None or marker.read_text().strip() != fingerprint:
+        return False
+    run_ids = store.experiment_run_ids(experiment.name)
+    click.echo(f"experiment {experiment.name}: {len(run_ids)} runs (0 new) in {store.url}")
+    click.echo("nothing to compute: every run, embedding, diagram and the report are current (Dagster not started)")
+    _print_summary(store, run_ids, time.perf_counter() - started)
+    click.echo(f"report: {report}")
+    return True
+
+
+def _mark_current(obj: Context, store: TraceStore, experiment: Experiment) -> None:
+    from tracer_pipeline.reporting.freshness import experiment_fingerprint
+
+    fingerprint = experiment_fingerprint(store, experiment, _where(obj, store))
+    if fingerprint is not None:
+        marker = obj.settings.reports_dir(experiment.name) / CURRENT_FILE
+        partial = marker.with_suffix(".partial")
+        partial.write_text(fingerprint + "\n")
+        partial.replace(marker)
 
 
 def _require_weights(obj: Context, experiment: Experiment) -> None:

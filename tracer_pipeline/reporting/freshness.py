@@ -17,7 +17,7 @@ import hashlib
 from functools import cache
 from pathlib import Path
 
-from tracer_pipeline.config import canonical_json
+from tracer_pipeline.config import Experiment, canonical_json
 from tracer_pipeline.store import RunRecord, TraceStore
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -73,4 +73,38 @@ def report_fingerprint(store: TraceStore, experiment: str, comparison: str | Non
         "config": row.config,
         "runs": {run_id: store.content_hash(run_id, "invocations") for run_id in own},
     }
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:32]
+
+
+@cache
+def package_fingerprint() -> str:
+    """sha256 of every ``.py`` file of the package and the size and time of every shipped weight
+    file: any change to the code or the shipped models (versions bumped or not)."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*")):
+        if path.suffix == ".py":
+            digest.update(f"{path.relative_to(PACKAGE).as_posix()}\0".encode() + path.read_bytes())
+        elif path.suffix in {".safetensors", ".json"} and path.parent.name == "weights":
+            stat = path.stat()
+            digest.update(f"{path.relative_to(PACKAGE).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def experiment_fingerprint(store: TraceStore, experiment: Experiment, where: dict[str, str]) -> str | None:
+    """Changes whenever ``run-experiment`` could have something to do for this experiment: its
+    config as given, anything the report is computed from (every run's status, length, counts
+    and diagrams, the experiment's outputs), the package's code and shipped weights, and
+    ``where`` (the store, the Dagster instance, the model folder). None when the experiment is not
+    stored under this config.
+
+    Conservative on purpose: equal fingerprints mean the last complete ``run-experiment`` of this
+    config left nothing to compute, so the next one may skip Dagster altogether; anything else
+    takes the full path, which itself skips whatever is already stored.
+    """
+    row = store.experiment(experiment.name)
+    if row is None or row.config_hash != experiment.config_hash:
+        return None
+    payload = {"config": experiment.config_hash, "source": experiment.source, "code": package_fingerprint(),
+               "where": where,
+               "report": report_fingerprint(store, experiment.name)}
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:32]
