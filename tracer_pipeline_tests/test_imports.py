@@ -64,7 +64,7 @@ store = TraceStore(settings.db_url)
 launcher = Launcher(settings)
 experiment = load_experiment({str(config)!r})
 registration = launcher.register(store, experiment)
-assert not launcher.trace(registration.run_ids, experiment.name)
+assert not launcher.trace(registration.partition_keys, experiment.name)
 assert sum(c["diagrams"] for c in store.counts(registration.run_ids).values()) > 0
 """
 

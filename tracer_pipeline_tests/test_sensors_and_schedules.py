@@ -6,6 +6,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from tracer_pipeline.defs.assets.diagrams import persistence_diagrams
 from tracer_pipeline.defs.assets.embeddings import embeddings
+from tracer_pipeline.defs.partitions import run_ids_of
 from tracer_pipeline.defs.schedules import add_scheduled_seeds, next_seeds, seed_schedules
 from tracer_pipeline.defs.sensors import experiments_sensor
 
@@ -54,7 +55,7 @@ def test_new_seeds_request_only_the_new_partitions(folder, instance, store, tick
     second = tick(instance, store)
     new_keys = requested_keys(second, instance)
     assert len(new_keys) == 2 and not set(new_keys) & set(first_keys)
-    assert store.get_store().experiment_run_ids("balloon")[2:] == new_keys
+    assert store.get_store().experiment_run_ids("balloon")[2:] == run_ids_of(new_keys)
 
 
 def test_a_new_embedding_model_requests_embeddings_and_diagrams_only(folder, instance, store, monkeypatch, tick):
@@ -113,7 +114,8 @@ def test_the_reports_sensor_asks_only_for_reports_that_are_not_current(instance,
             return reports_sensor(context)
 
     def trace(config):
-        ids = register_experiment(resources["store"].get_store(), instance, parse_experiment(config, "x")).run_ids
+        trace_store = resources["store"].get_store()
+        ids = register_experiment(trace_store, instance, parse_experiment(config, "x")).partition_keys
         assert dg.materialize(TRACE_ASSETS, instance=instance, resources=resources,
                               tags=range_tags(ids[0], ids[-1])).success
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tracer_pipeline.defs.partitions import run_partition_key
 from tracer_pipeline.store import TraceStore
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -98,7 +99,7 @@ def test_a_partition_shows_its_own_run_and_preview(ui, page, tmp_path):
     url, store = ui
     runs = store.get_runs(store.experiment_run_ids("browser"))
     mine, others = runs[1], [r.run_id for r in runs if r.run_id != runs[1].run_id]
-    page.goto(f"{url}/assets/invocations?view=partitions&partition={mine.run_id}")
+    page.goto(f"{url}/assets/invocations?view=partitions&partition={run_partition_key(mine)}")
     page.get_by_text("stop_reason").first.wait_for()  # the partition's own metadata has loaded
     shown = page.locator("table", has_text="stop_reason").first.inner_text()  # not the partition list
     assert mine.run_id in shown and "a red balloon" in shown and mine.status in shown

@@ -71,9 +71,9 @@ def test_models_stay_loaded_in_the_process_after_a_dagster_run(settings, resourc
     from tracer_pipeline.defs.registration import register_experiment
 
     trace = resources["store"].get_store()
-    run_id = register_experiment(trace, instance, parse_experiment(CONFIG, "q.json")).run_ids[0]
+    key = register_experiment(trace, instance, parse_experiment(CONFIG, "q.json")).partition_keys[0]
     job = build_defs(settings).resolve_job_def("trace")
-    assert job.execute_in_process(instance=instance, partition_key=run_id).success
+    assert job.execute_in_process(instance=instance, partition_key=key).success
     config = resources["models"].model_dump()
     pool = ModelPoolResource(**config).get_pool()  # what the next step's resource gets
     assert {"DummyT2I", "DummyI2T", "DummyEmbed"} <= set(pool.loaded)
@@ -86,12 +86,12 @@ def test_launch_submits_ranges_with_the_settings_and_says_when_no_daemon_runs_th
 
     launcher = launcher_module.Launcher(settings)
     store = TraceStore(settings.db_url)
-    run_ids = launcher.register(store, parse_experiment(CONFIG, "q.json")).run_ids
-    submitted = launcher.launch(run_ids, "queued", dagster_runs=2)
+    keys = launcher.register(store, parse_experiment(CONFIG, "q.json")).partition_keys
+    submitted = launcher.launch(keys, "queued", dagster_runs=2)
     runs = [launcher.instance.get_run_by_id(r) for r in submitted]
     assert [r.status for r in runs] == [dg.DagsterRunStatus.QUEUED] * 2
     assert [dict(r.tags).items() >= range_tags(a, b).items() for r, (a, b) in
-            zip(runs, [(run_ids[0], run_ids[1]), (run_ids[2], run_ids[2])], strict=True)] == [True, True]
+            zip(runs, [(keys[0], keys[1]), (keys[2], keys[2])], strict=True)] == [True, True]
     # The run carries this process's settings: a daemon or worker elsewhere does not use its own.
     assert runs[0].run_config["resources"]["store"]["config"]["db_url"] == settings.db_url
     assert launcher.instance.event_log_storage.get_concurrency_info("gpu").slot_count == settings.gpu_pool_size

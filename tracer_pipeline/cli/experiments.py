@@ -74,7 +74,7 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None, launch: 
     launcher = Launcher(obj.settings, obj.verbose)
     launcher.release_abandoned_runs()
     registration = launcher.register(store, experiment)
-    run_ids = list(dict.fromkeys(registration.run_ids))
+    run_ids = registration.run_ids
     click.echo(f"experiment {experiment.name}: {len(run_ids)} runs "
                f"({len(registration.new_partitions)} new) in {store.url}")
     started = time.perf_counter()
@@ -82,10 +82,10 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None, launch: 
     try:
         with ProgressBars(store, run_ids):
             if launch:
-                failures = _launch_and_follow(launcher, run_ids, experiment.name,
+                failures = _launch_and_follow(launcher, registration.partition_keys, experiment.name,
                                               dagster_runs or obj.settings.gpu_pool_size)
             else:
-                failures = launcher.trace(run_ids, experiment.name)
+                failures = launcher.trace(registration.partition_keys, experiment.name)
         report = launcher.report(experiment.name)
     except KeyboardInterrupt:
         if launch:
@@ -161,11 +161,11 @@ def _require_weights(obj: Context, experiment: Experiment) -> None:
         for line in missing:
             click.echo(f"  - {line}", err=True)
         sys.exit(2)
-def _launch_and_follow(launcher, run_ids: list[str], experiment: str, dagster_runs: int) -> list[str]:
+def _launch_and_follow(launcher, keys: list[str], experiment: str, dagster_runs: int) -> list[str]:
     """Submit the runs to the instance's queue and wait for them; returns what did not succeed."""
     from tracer_pipeline.cli.launcher import LaunchError
 
-    submitted = launcher.launch(run_ids, experiment, dagster_runs)
+    submitted = launcher.launch(keys, experiment, dagster_runs)
     click.echo(f"submitted {len(submitted)} Dagster runs to the queue of {launcher.settings.dagster_home}",
                err=True)
 

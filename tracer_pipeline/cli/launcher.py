@@ -17,7 +17,12 @@ from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
 from tracer_pipeline.config import Experiment
 from tracer_pipeline.defs import build_defs
-from tracer_pipeline.defs.partitions import experiments_partitions, range_tags, runs_partitions
+from tracer_pipeline.defs.partitions import (
+    experiments_partitions,
+    partition_keys_by_run,
+    range_tags,
+    runs_partitions,
+)
 from tracer_pipeline.defs.registration import Registration, contiguous_ranges, register_experiment, split_ranges
 from tracer_pipeline.defs.resources import build_resources
 from tracer_pipeline.defs.storage import DAGSTER_ENVIRONMENT
@@ -89,10 +94,11 @@ class Launcher:
                      for name, resource in build_resources(self.settings).items()}
         return {**self._run_config(), "resources": resources}
 
-    def launch(self, run_ids: list[str], experiment: str, dagster_runs: int) -> list[str]:
-        """Submit the runs' chains to the instance's run queue as at least ``dagster_runs``
-        Dagster runs (ranges of consecutive partitions, where there are enough runs), for the
-        daemon to start and the executor to spread; returns the Dagster run ids.
+    def launch(self, keys: list[str], experiment: str, dagster_runs: int) -> list[str]:
+        """Submit the chains of the runs with these partition keys to the instance's run queue as
+        at least ``dagster_runs`` Dagster runs (ranges of consecutive partitions, where there are
+        enough runs), for the daemon to start and the executor to spread; returns the Dagster run
+        ids.
 
         Also sizes the ``gpu`` pool to ``settings.gpu_pool_size``: one model-running step per
         GPU worker at a time.
@@ -114,7 +120,7 @@ class Launcher:
             job = repository.get_full_job("trace")
             plan = location.get_execution_plan(job, run_config, step_keys_to_execute=None, known_state=None,
                                                instance=self.instance).execution_plan_snapshot
-            for first, last in split_ranges(run_ids, order, dagster_runs):
+            for first, last in split_ranges(keys, order, dagster_runs):
                 run = self.instance.create_run(
                     job_name=job.name, run_id=None, run_config=run_config, resolved_op_selection=None,
                     step_keys_to_execute=plan.step_keys_to_execute, op_selection=None, status=None,
@@ -193,23 +199,23 @@ class Launcher:
 
     def forget(self, experiment: str, run_ids: list[str]) -> None:
         """Remove a deleted experiment's partition and its deleted runs' partitions."""
-        known = set(self.instance.get_dynamic_partitions(runs_partitions.name))
+        known = partition_keys_by_run(self.instance)
         for run_id in run_ids:
             if run_id in known:
-                self.instance.delete_dynamic_partition(runs_partitions.name, run_id)
+                self.instance.delete_dynamic_partition(runs_partitions.name, known[run_id])
         if experiment in self.instance.get_dynamic_partitions(experiments_partitions.name):
             self.instance.delete_dynamic_partition(experiments_partitions.name, experiment)
 
     def register(self, store: TraceStore, experiment: Experiment) -> Registration:
         return register_experiment(store, self.instance, experiment)
 
-    def trace(self, run_ids: list[str], experiment: str) -> list[str]:
-        """Materialize the runs' chains, one Dagster run per range of consecutive partitions;
-        returns the failed steps."""
+    def trace(self, keys: list[str], experiment: str) -> list[str]:
+        """Materialize the chains of the runs with these partition keys, one Dagster run per
+        range of consecutive partitions; returns the failed steps."""
         job = self.defs.resolve_job_def("trace")
         order = self.instance.get_dynamic_partitions(runs_partitions.name)
         failures: list[str] = []
-        for first, last in contiguous_ranges(run_ids, order):
+        for first, last in contiguous_ranges(keys, order):
             result = job.execute_in_process(
                 instance=self.instance, tags={**range_tags(first, last), **self._tags(experiment)},
                 run_config=self._run_config(), raise_on_error=False,

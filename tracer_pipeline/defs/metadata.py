@@ -18,6 +18,7 @@ from dagster._core.execution.context.metadata_logging import AssetMetadataHandle
 from PIL import Image
 
 from tracer_pipeline.config import network_label
+from tracer_pipeline.defs.partitions import run_id_of
 from tracer_pipeline.store import InvocationRecord, RunRecord
 
 THUMBNAIL_PX = 48
@@ -75,14 +76,15 @@ def table(rows: Sequence[dict], descriptions: dict[str, str] | None = None) -> d
 
 
 def record_partitions(context: dg.AssetExecutionContext, metadata: dict[str, dict]) -> None:
-    """Attach each partition's own metadata (run id → metadata) to its materialization.
+    """Attach each partition's own metadata (run id → metadata) to its materialization (the
+    partition whose key names that run).
 
     What ``context.add_asset_metadata(values, partition_key=...)`` does, for all partitions at
     once: that call reads every dynamic partition to validate its key, which made a Dagster run
     over N partitions cost O(N²) (minutes at 1,000 runs). The keys are validated here once.
     """
-    targeted = set(context.partition_keys)
-    unknown = sorted(set(metadata) - targeted)
+    targeted = {run_id_of(k): k for k in context.partition_keys}
+    unknown = sorted(set(metadata) - set(targeted))
     if unknown:
         raise dg.DagsterInvariantViolationError(f"metadata for partitions not in this run: {unknown[:5]}")
     step = context.op_execution_context._step_execution_context  # noqa: SLF001
@@ -90,7 +92,7 @@ def record_partitions(context: dg.AssetExecutionContext, metadata: dict[str, dic
     key = context.assets_def.key
     merged = dict(accumulator.per_output_metadata)
     for run_id, values in metadata.items():
-        handle = AssetMetadataHandle(asset_key=key, partition_key=run_id)
+        handle = AssetMetadataHandle(asset_key=key, partition_key=targeted[run_id])
         merged[handle] = {**merged.get(handle, {}), **values}
     step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=merged)  # noqa: SLF001
 
@@ -98,15 +100,17 @@ def record_partitions(context: dg.AssetExecutionContext, metadata: dict[str, dic
 def partition_checks(
     context: dg.AssetExecutionContext, check_name: str, problems: dict[str, list[str]]
 ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
-    """One check result per run partition, each naming only that run's problems.
+    """One check result per run partition, each naming only that run's problems (run id →
+    problems).
 
     Dagster's ``AssetCheckResult`` has no partition, so the per-partition evaluations are
     yielded as events, and the check's output is then filled without a result of its own.
     """
     asset_key = context.assets_def.key
+    keys = {run_id_of(k): k for k in context.partition_keys}
     for run_id, found in problems.items():
         yield dg.AssetCheckEvaluation(
-            asset_key=asset_key, check_name=check_name, passed=not found, partition=run_id,
+            asset_key=asset_key, check_name=check_name, passed=not found, partition=keys[run_id],
             metadata={"run_id": run_id, "problems": problem_list(found)},
         )
     [output] = [name for name, spec in context.assets_def.check_specs_by_output_name.items()

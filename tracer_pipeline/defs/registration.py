@@ -12,7 +12,13 @@ from dataclasses import dataclass
 import dagster as dg
 
 from tracer_pipeline.config import Experiment
-from tracer_pipeline.defs.partitions import experiments_partitions, runs_partitions
+from tracer_pipeline.defs.partitions import (
+    experiments_partitions,
+    partition_keys_by_run,
+    run_id_of,
+    run_partition_key,
+    runs_partitions,
+)
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store import TraceStore
 
@@ -21,9 +27,10 @@ from tracer_pipeline.store import TraceStore
 class Registration:
     experiment: str
     run_ids: list[str]
-    new_partitions: list[str]  # runs Dagster did not know yet
-    extended: list[str]  # known runs whose target length grew: invocations to add
-    reembed: list[str]  # known runs with a new embedding model or homology dimension
+    partition_keys: list[str]  # each run's partition key, in ``run_ids`` order
+    new_partitions: list[str]  # keys of runs Dagster did not know yet
+    extended: list[str]  # keys of known runs whose target length grew: invocations to add
+    reembed: list[str]  # keys of known runs with a new embedding model or homology dimension
 
     @property
     def changed(self) -> bool:
@@ -33,27 +40,29 @@ class Registration:
 def register_experiment(
     store: TraceStore, instance: dg.DagsterInstance, experiment: Experiment, extra_seeds: Sequence[int] = ()
 ) -> Registration:
-    """Record the experiment and its runs in the store, then add the missing partitions."""
+    """Record the experiment and its runs in the store, then add the missing partitions (a run
+    Dagster already knows keeps its key)."""
     before = {r.run_id: r for r in store.get_runs([s.run_id for s in experiment.runs(tuple(extra_seeds))])}
-    run_ids = store.register_experiment(experiment, extra_seeds)
+    run_ids = list(dict.fromkeys(store.register_experiment(experiment, extra_seeds)))
     after = {r.run_id: r for r in store.get_runs(run_ids)}
-    known = set(instance.get_dynamic_partitions(runs_partitions.name))
-    new = [r for r in dict.fromkeys(run_ids) if r not in known]
+    known = partition_keys_by_run(instance)
+    keys = {run_id: known.get(run_id) or run_partition_key(after[run_id]) for run_id in run_ids}
+    new = [keys[r] for r in run_ids if r not in known]
     extended, reembed = [], []
     for run_id, old in before.items():
-        if run_id in new:
+        if run_id not in known:
             continue
         now = after[run_id]
         if now.max_length > old.max_length or (now.stop_when_stuck is False and old.stop_when_stuck):
-            extended.append(run_id)
+            extended.append(keys[run_id])
         elif set(now.embedding_models) - set(old.embedding_models) or now.max_homology_dim > old.max_homology_dim:
-            reembed.append(run_id)
-    for run_id in extended:
-        store.set_run_status(run_id, RunStatus.PENDING)
+            reembed.append(keys[run_id])
+    for key in extended:
+        store.set_run_status(run_id_of(key), RunStatus.PENDING)
     if new:
         instance.add_dynamic_partitions(runs_partitions.name, new)
     instance.add_dynamic_partitions(experiments_partitions.name, [experiment.name])
-    return Registration(experiment.name, run_ids, new, extended, reembed)
+    return Registration(experiment.name, run_ids, [keys[r] for r in run_ids], new, extended, reembed)
 
 
 def contiguous_ranges(keys: Sequence[str], order: Sequence[str]) -> list[tuple[str, str]]:

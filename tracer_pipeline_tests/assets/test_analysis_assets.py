@@ -16,7 +16,7 @@ CONFIG = {
 
 def test_report_answers_the_four_questions_in_the_ui_and_on_disk(instance, resources, settings):
     store = resources["store"].get_store()
-    ids = register_experiment(store, instance, parse_experiment(CONFIG, "x")).run_ids
+    ids = register_experiment(store, instance, parse_experiment(CONFIG, "x")).partition_keys
     assert dg.materialize(TRACE_ASSETS, instance=instance, resources=resources,
                           tags=range_tags(ids[0], ids[-1])).success
     result = dg.materialize([*TRACE_ASSETS, store_comparison, experiment_report], instance=instance,
@@ -50,12 +50,12 @@ def _data_version(instance, asset: str, partition: str | None = None) -> str:
 def test_comparison_and_report_are_recomputed_only_when_their_inputs_change(instance, resources, settings):
     store = resources["store"].get_store()
     experiment = parse_experiment({**CONFIG, "seeds": [1, 2]}, "x")
-    ids = register_experiment(store, instance, experiment).run_ids
+    ids = register_experiment(store, instance, experiment).partition_keys
     assets = [*TRACE_ASSETS, store_comparison, experiment_report]
 
-    def trace(run_ids):
+    def trace(keys):
         assert dg.materialize(TRACE_ASSETS, instance=instance, resources=resources,
-                              tags=range_tags(run_ids[0], run_ids[-1])).success
+                              tags=range_tags(keys[0], keys[-1])).success
 
     def report():
         result = dg.materialize(assets, instance=instance, resources=resources, partition_key="analysis",

@@ -4,7 +4,7 @@ import dagster as dg
 
 from tracer_pipeline.config import parse_experiment
 from tracer_pipeline.defs.jobs import TRACE_ASSETS
-from tracer_pipeline.defs.partitions import range_tags
+from tracer_pipeline.defs.partitions import range_tags, run_id_of
 from tracer_pipeline.defs.registration import register_experiment
 
 CONFIG = {
@@ -13,23 +13,23 @@ CONFIG = {
 }
 
 
-def materialize(instance, resources, run_ids, selection=None):
+def materialize(instance, resources, keys, selection=None):
     result = dg.materialize(TRACE_ASSETS, instance=instance, resources=resources, selection=selection,
-                            tags=range_tags(run_ids[0], run_ids[-1]))
+                            tags=range_tags(keys[0], keys[-1]))
     assert result.success
     return result
 
 
 def metadata(result, asset: str) -> dict[str, dict]:
     """Each partition's own metadata, by run id."""
-    return {e.partition: {k: v.value for k, v in e.materialization.metadata.items()}
+    return {run_id_of(e.partition): {k: v.value for k, v in e.materialization.metadata.items()}
             for e in result.get_asset_materialization_events() if e.asset_key.path == [asset]}
 
 
 def test_materializing_stores_the_whole_chain_with_lineage(instance, resources):
     store = resources["store"].get_store()
     registration = register_experiment(store, instance, parse_experiment(CONFIG, "x"))
-    result = materialize(instance, resources, registration.run_ids)
+    result = materialize(instance, resources, registration.partition_keys)
     counts = store.counts(registration.run_ids)
     for run in store.get_runs(registration.run_ids):
         stored = store.invocations(run.run_id)
@@ -38,13 +38,17 @@ def test_materializing_stores_the_whole_chain_with_lineage(instance, resources):
         assert len(stored) == expected and counts[run.run_id]["embeddings"] == expected
         assert counts[run.run_id]["diagrams"] == 3
     partitions = {e.partition for e in result.get_asset_materialization_events()}
-    assert partitions == set(registration.run_ids)
+    assert partitions == set(registration.partition_keys)
+    # Keys a person can search for in the UI: network, prompt, seed, then the run id.
+    runs = {r.run_id: r for r in store.get_runs(registration.run_ids)}
+    for key, run_id in zip(registration.partition_keys, registration.run_ids, strict=True):
+        assert key == f"{'-'.join(runs[run_id].network)}.a-red-balloon.s{runs[run_id].seed}.{run_id}"
 
 
 def test_each_partition_shows_its_own_run_and_its_own_checks(instance, resources):
     store = resources["store"].get_store()
     registration = register_experiment(store, instance, parse_experiment(CONFIG, "x"))
-    result = materialize(instance, resources, registration.run_ids)
+    result = materialize(instance, resources, registration.partition_keys)
     shown = metadata(result, "invocations")
     assert set(shown) == set(registration.run_ids)
     for run in store.get_runs(registration.run_ids):
@@ -58,16 +62,16 @@ def test_each_partition_shows_its_own_run_and_its_own_checks(instance, resources
         assert not any(other in str(value) for other in others for value in mine.values())
     checks = result.get_asset_check_evaluations()
     assert len(checks) == 3 * len(registration.run_ids) and all(c.passed for c in checks)
-    assert {c.partition for c in checks} == set(registration.run_ids)
-    assert all(c.metadata["run_id"].value == c.partition for c in checks)
+    assert {c.partition for c in checks} == set(registration.partition_keys)
+    assert all(c.metadata["run_id"].value == run_id_of(c.partition) for c in checks)
 
 
 def test_rematerializing_stored_partitions_computes_nothing(instance, resources):
     store = resources["store"].get_store()
     registration = register_experiment(store, instance, parse_experiment(CONFIG, "x"))
-    first = materialize(instance, resources, registration.run_ids)
+    first = materialize(instance, resources, registration.partition_keys)
     before = {r: store.invocations(r) for r in registration.run_ids}
-    again = materialize(instance, resources, registration.run_ids)
+    again = materialize(instance, resources, registration.partition_keys)
     for asset in ("invocations", "embeddings", "persistence_diagrams"):
         assert {m["computed"] for m in metadata(again, asset).values()} == {0}
     assert {r: store.invocations(r) for r in registration.run_ids} == before
@@ -80,10 +84,10 @@ def test_raising_max_length_computes_only_the_new_invocations(instance, resource
     store = resources["store"].get_store()
     config = {**CONFIG, "networks": [["DummyT2I", "DummyI2T"]]}
     short = register_experiment(store, instance, parse_experiment(config, "x"))
-    materialize(instance, resources, short.run_ids)
+    materialize(instance, resources, short.partition_keys)
     longer = register_experiment(store, instance, parse_experiment({**config, "max_length": 20}, "x"))
-    assert longer.extended == short.run_ids and longer.new_partitions == []
-    result = materialize(instance, resources, longer.run_ids)
+    assert longer.extended == short.partition_keys and longer.new_partitions == []
+    result = materialize(instance, resources, longer.partition_keys)
     shown = metadata(result, "invocations")
     assert [(shown[r]["computed"], shown[r]["skipped_already_stored"]) for r in longer.run_ids] == [(10, 10)] * 2
     assert sum(m["computed"] for m in metadata(result, "embeddings").values()) == 20
@@ -102,7 +106,7 @@ def test_an_unregistered_partition_is_a_clear_failure(instance, resources):
 def test_the_diagrams_metadata_shows_each_diagrams_entropy(instance, resources):
     store = resources["store"].get_store()
     registration = register_experiment(store, instance, parse_experiment(CONFIG, "x"))
-    result = materialize(instance, resources, registration.run_ids)
+    result = materialize(instance, resources, registration.partition_keys)
     stored = {(d.run_id, d.embedding_model, d.subset): d.summary for d in store.diagrams(registration.run_ids)}
     rows = [(run_id, r.data) for run_id, m in metadata(result, "persistence_diagrams").items()
             for r in m["diagrams"].records]

@@ -3,6 +3,7 @@ import dagster as dg
 from tracer_pipeline.defs.assets.embeddings import embeddings
 from tracer_pipeline.defs.assets.per_run import per_run_asset
 from tracer_pipeline.defs.metadata import combined_version, partition_checks, record_partitions, table
+from tracer_pipeline.defs.partitions import run_ids_of
 from tracer_pipeline.defs.resources import TraceStoreResource
 from tracer_pipeline.tracing.checks import diagram_problems
 from tracer_pipeline.tracing.diagrams import compute_diagrams
@@ -17,10 +18,10 @@ def persistence_diagrams(context: dg.AssetExecutionContext, store: TraceStoreRes
     image-only parts, with persistent entropy and summary statistics. The infinite H0 bar is
     kept (death = inf) and excluded from the statistics."""
     trace = store.get_store()
-    keys = list(context.partition_keys)
-    outcomes = compute_diagrams(trace, keys)
-    stored = trace.diagrams(keys)
-    own: dict[str, list[dict]] = {k: [] for k in keys}
+    run_ids = run_ids_of(context.partition_keys)
+    outcomes = compute_diagrams(trace, run_ids)
+    stored = trace.diagrams(run_ids)
+    own: dict[str, list[dict]] = {k: [] for k in run_ids}
     for d in stored:
         own[d.run_id].append({
             "embedding_model": d.embedding_model, "subset": d.subset, "points": d.n_points,
@@ -31,5 +32,5 @@ def persistence_diagrams(context: dg.AssetExecutionContext, store: TraceStoreRes
         "run_id": o.run_id, "computed": len(o.computed), "skipped_already_stored": len(o.skipped),
         "seconds": round(o.seconds, 3), "diagrams": table(own[o.run_id]),
     } for o in outcomes.values()})
-    yield dg.MaterializeResult(data_version=combined_version([trace.content_hash(k, "diagrams") for k in keys]))
-    yield from partition_checks(context, VALID_CHECK, diagram_problems(keys, stored))
+    yield dg.MaterializeResult(data_version=combined_version([trace.content_hash(k, "diagrams") for k in run_ids]))
+    yield from partition_checks(context, VALID_CHECK, diagram_problems(run_ids, stored))

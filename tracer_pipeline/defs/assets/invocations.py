@@ -13,6 +13,7 @@ from tracer_pipeline.defs.metadata import (
     table,
     trajectory_preview,
 )
+from tracer_pipeline.defs.partitions import run_ids_of
 from tracer_pipeline.defs.resources import ModelPoolResource, TraceStoreResource
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.tracing.checks import invocation_problems
@@ -33,7 +34,7 @@ def invocations(
     Self-consuming runs store one invocation per generation (tracing/engines.py dispatches by
     kind)."""
     trace = store.get_store()
-    keys = list(context.partition_keys)
+    run_ids = run_ids_of(context.partition_keys)
     started = time.perf_counter()
     done = [0]
 
@@ -42,7 +43,7 @@ def invocations(
         if done[0] % PROGRESS_LOG_EVERY == 0:
             context.log.info(f"{done[0]} invocations computed")
 
-    outcomes = run_engines(trace, models.get_pool(), keys, on_invocation=progress)
+    outcomes = run_engines(trace, models.get_pool(), run_ids, on_invocation=progress)
     context.log.info(f"{sum(o.computed for o in outcomes.values())} invocations computed "
                      f"in {time.perf_counter() - started:.1f} s")
     failed = [o for o in outcomes.values() if o.status == RunStatus.FAILED]
@@ -54,8 +55,8 @@ def invocations(
             metadata={"runs": table([{"run_id": o.run_id, "error": o.error or ""} for o in failed[:50]])},
         )
     metadata = {}
-    counts = trace.counts(keys)
-    for run in trace.get_runs(keys):
+    counts = trace.counts(run_ids)
+    for run in trace.get_runs(run_ids):
         outcome = outcomes[run.run_id]
         shown = trace.invocations(run.run_id, limit=PREVIEW_INVOCATIONS + 1)
         metadata[run.run_id] = {
@@ -66,5 +67,5 @@ def invocations(
                 run.prompt or "(initial image)", shown, counts[run.run_id]["invocations"])),
         }
     record_partitions(context, metadata)
-    yield dg.MaterializeResult(data_version=combined_version([trace.content_hash(k, "invocations") for k in keys]))
-    yield from partition_checks(context, COMPLETE_CHECK, invocation_problems(trace, keys))
+    yield dg.MaterializeResult(data_version=combined_version([trace.content_hash(k, "invocations") for k in run_ids]))
+    yield from partition_checks(context, COMPLETE_CHECK, invocation_problems(trace, run_ids))
