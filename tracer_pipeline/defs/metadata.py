@@ -14,6 +14,9 @@ import io
 from collections.abc import Iterator, Sequence
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
 from PIL import Image
 
@@ -98,24 +101,44 @@ def record_partitions(context: dg.AssetExecutionContext, metadata: dict[str, dic
 
 
 def partition_checks(
-    context: dg.AssetExecutionContext, check_name: str, problems: dict[str, list[str]]
+    context: dg.AssetExecutionContext, check_name: str, problems: dict[str, list[str]],
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
 ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
     """One check result per run partition, each naming only that run's problems (run id →
-    problems).
+    problems); a run with problems fails the check at ``severity``.
 
     Dagster's ``AssetCheckResult`` has no partition, so the per-partition evaluations are
     yielded as events, and the check's output is then filled without a result of its own.
     """
     asset_key = context.assets_def.key
     keys = {run_id_of(k): k for k in context.partition_keys}
+    targets = _latest_materializations(context.instance, asset_key, list(keys.values()))
     for run_id, found in problems.items():
         yield dg.AssetCheckEvaluation(
-            asset_key=asset_key, check_name=check_name, passed=not found, partition=keys[run_id],
+            asset_key=asset_key, check_name=check_name, passed=not found, partition=keys[run_id], severity=severity,
             metadata={"run_id": run_id, "problems": problem_list(found)},
+            target_materialization_data=targets.get(keys[run_id]),
         )
     [output] = [name for name, spec in context.assets_def.check_specs_by_output_name.items()
                 if spec.name == check_name]
     yield dg.Output(None, output_name=output)
+
+
+def _latest_materializations(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: list[str]
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """Each partition's latest materialization, which its check result is about: without it the
+    UI counts the partition's check as not yet executed. One query for all partitions (Dagster's
+    own ``AssetCheckResult`` makes one per partition)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=partitions), limit=len(partitions)).records
+    targets: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+    for record in records:  # newest first
+        partition = record.event_log_entry.dagster_event.partition
+        if partition not in targets:
+            targets[partition] = AssetCheckEvaluationTargetMaterializationData(
+                run_id=record.event_log_entry.run_id, storage_id=record.storage_id, timestamp=record.timestamp)
+    return targets
 
 
 def problem_list(problems: Sequence[str], limit: int = 50) -> dg.MetadataValue:

@@ -13,8 +13,9 @@ OWNERS = ["team:tracer-pipeline"]
 # carry a run's whole chain (and several runs' chains in lockstep) with the models loaded once.
 runs_partitions = dg.DynamicPartitionsDefinition(name="runs")
 
-# Run keys read "<network>.<start>.s<seed>.<run id>": Dagster has no partition labels, and the UI's
-# partition search matches substrings of keys, so the readable parts go into the key itself.
+# Run keys read "s<seed>.<start>.<network>.<run id>": Dagster has no partition labels, and the UI's
+# partition search matches substrings of keys, so the readable parts go into the key itself; the
+# UI's partition list shortens long keys in the middle, so the seed and the prompt lead.
 _KEY_FIELD = re.compile(r"[^A-Za-z0-9-]+")
 PROMPT_SLUG_CHARS = 40
 NETWORK_SLUG_CHARS = 60
@@ -28,9 +29,9 @@ def _slug(text: str, limit: int) -> str:
 
 
 def run_partition_key(run: RunRecord) -> str:
-    """The run's partition key: its network, how it starts (a prompt slug, ``image``, or the run's
-    kind), its seed and, last, its run id, which alone identifies it, e.g.
-    ``SceneT2I-SceneI2T.a-red-circle.s7.3f2a9c1e0b7d4a55``. Only ``[A-Za-z0-9.-]``, never ``...``."""
+    """The run's partition key: its seed, how it starts (a prompt slug, ``image``, or the run's
+    kind), its network and, last, its run id, which alone identifies it, e.g.
+    ``s7.a-red-circle.SceneT2I-SceneI2T.3f2a9c1e0b7d4a55``. Only ``[A-Za-z0-9.-]``, never ``...``."""
     if run.prompt is not None:
         start = _slug(run.prompt.lower(), PROMPT_SLUG_CHARS)
     elif run.initial_image is not None:
@@ -38,7 +39,7 @@ def run_partition_key(run: RunRecord) -> str:
     else:
         start = _slug(str(run.kind), PROMPT_SLUG_CHARS)
     network = _slug("-".join(run.network), NETWORK_SLUG_CHARS)
-    return f"{network}.{start}.s{run.seed}.{run.run_id}"
+    return f"s{run.seed}.{start}.{network}.{run.run_id}"
 
 
 def run_id_of(key: str) -> str:

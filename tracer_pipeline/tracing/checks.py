@@ -34,6 +34,14 @@ def invocation_problems(store: TraceStore, run_ids: Sequence[str]) -> dict[str, 
     return found
 
 
+def stuck_problems(store: TraceStore, run_ids: Sequence[str]) -> dict[str, list[str]]:
+    """The run did not stop early at an exact fixed point or cycle. A warning, not an error: a
+    stuck run is a finding (where the loop settles), and on this check's partition bar it is how
+    stuck runs are found among all the runs."""
+    return {run.run_id: [f"stuck: {run.stop_reason}"] if run.status == RunStatus.STUCK else []
+            for run in store.get_runs(run_ids)}
+
+
 def embedding_problems(store: TraceStore, run_ids: Sequence[str]) -> dict[str, list[str]]:
     """Every stored output of the run has an embedding from each embedding model that can embed
     it; vectors are finite, of the model's dimension and of unit norm."""

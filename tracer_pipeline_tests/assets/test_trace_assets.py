@@ -39,10 +39,10 @@ def test_materializing_stores_the_whole_chain_with_lineage(instance, resources):
         assert counts[run.run_id]["diagrams"] == 3
     partitions = {e.partition for e in result.get_asset_materialization_events()}
     assert partitions == set(registration.partition_keys)
-    # Keys a person can search for in the UI: network, prompt, seed, then the run id.
+    # Keys a person can search for in the UI: seed, prompt, network, then the run id.
     runs = {r.run_id: r for r in store.get_runs(registration.run_ids)}
     for key, run_id in zip(registration.partition_keys, registration.run_ids, strict=True):
-        assert key == f"{'-'.join(runs[run_id].network)}.a-red-balloon.s{runs[run_id].seed}.{run_id}"
+        assert key == f"s{runs[run_id].seed}.a-red-balloon.{'-'.join(runs[run_id].network)}.{run_id}"
 
 
 def test_each_partition_shows_its_own_run_and_its_own_checks(instance, resources):
@@ -61,9 +61,21 @@ def test_each_partition_shows_its_own_run_and_its_own_checks(instance, resources
         others = set(registration.run_ids) - {run.run_id}
         assert not any(other in str(value) for other in others for value in mine.values())
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 3 * len(registration.run_ids) and all(c.passed for c in checks)
+    assert len(checks) == 4 * len(registration.run_ids)
     assert {c.partition for c in checks} == set(registration.partition_keys)
     assert all(c.metadata["run_id"].value == run_id_of(c.partition) for c in checks)
+    assert all(c.passed for c in checks if c.check_name != "not_stuck")
+    # Each result is about its partition's materialization (else the UI counts it as not run).
+    materialized = {(e.asset_key.path[0], e.partition): e for e in result.get_asset_materialization_events()}
+    for check in checks:
+        assert check.target_materialization_data.run_id == result.run_id
+        assert (check.asset_key.path[0], check.partition) in materialized
+    # Stuck runs fail the not_stuck check as a warning, on their own partition only.
+    status = {r.run_id: r.status for r in store.get_runs(registration.run_ids)}
+    assert "stuck" in status.values() and "complete" in status.values()
+    for check in (c for c in checks if c.check_name == "not_stuck"):
+        run_id = run_id_of(check.partition)
+        assert check.passed == (status[run_id] != "stuck") and check.severity == dg.AssetCheckSeverity.WARN
 
 
 def test_rematerializing_stored_partitions_computes_nothing(instance, resources):

@@ -11,7 +11,7 @@ from tracer_pipeline.tracing.diagrams import compute_diagrams
 VALID_CHECK = "diagrams_valid"
 
 
-@per_run_asset(deps=[embeddings], check=(VALID_CHECK, diagram_problems))
+@per_run_asset(deps=[embeddings], checks=[(VALID_CHECK, diagram_problems)])
 def persistence_diagrams(context: dg.AssetExecutionContext, store: TraceStoreResource):
     """Vietoris–Rips persistence diagrams (H0 and H1 by default) of each run's trajectory per
     embedding model: the whole trajectory and, where both modalities exist, its text-only and

@@ -11,7 +11,7 @@ from tracer_pipeline.tracing.embeddings import embed_runs
 VALID_CHECK = "embeddings_finite_unit_norm_right_dimension"
 
 
-@per_run_asset(deps=[invocations], runs_models=True, check=(VALID_CHECK, embedding_problems))
+@per_run_asset(deps=[invocations], runs_models=True, checks=[(VALID_CHECK, embedding_problems)])
 def embeddings(context: dg.AssetExecutionContext, store: TraceStoreResource, models: ModelPoolResource):
     """Every stored output embedded by every embedding model the run's experiments ask for
     (text by text-capable models, images by image-capable ones). Skips what is stored; replaces

@@ -16,14 +16,16 @@ from tracer_pipeline.defs.metadata import (
 from tracer_pipeline.defs.partitions import run_ids_of
 from tracer_pipeline.defs.resources import ModelPoolResource, TraceStoreResource
 from tracer_pipeline.status import RunStatus
-from tracer_pipeline.tracing.checks import invocation_problems
+from tracer_pipeline.tracing.checks import invocation_problems, stuck_problems
 from tracer_pipeline.tracing.engines import run_engines
 
 COMPLETE_CHECK = "every_invocation_present_in_order"
+NOT_STUCK_CHECK = "not_stuck"
 PROGRESS_LOG_EVERY = 1000
 
 
-@per_run_asset(deps=[runs], runs_models=True, check=(COMPLETE_CHECK, invocation_problems))
+@per_run_asset(deps=[runs], runs_models=True,
+               checks=[(COMPLETE_CHECK, invocation_problems), (NOT_STUCK_CHECK, stuck_problems)])
 def invocations(
     context: dg.AssetExecutionContext, store: TraceStoreResource, models: ModelPoolResource
 ):
@@ -69,3 +71,5 @@ def invocations(
     record_partitions(context, metadata)
     yield dg.MaterializeResult(data_version=combined_version([trace.content_hash(k, "invocations") for k in run_ids]))
     yield from partition_checks(context, COMPLETE_CHECK, invocation_problems(trace, run_ids))
+    yield from partition_checks(context, NOT_STUCK_CHECK, stuck_problems(trace, run_ids),
+                                severity=dg.AssetCheckSeverity.WARN)
