@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no Chromium on this machine (Debian: apt-get install chromium)")
 
 CONFIG = {
-    "name": "browser", "networks": [["DummyT2I", "DummyI2T"]], "seeds": [1, 2, 3],
+    "name": "browser", "networks": [["DummyT2I", "DummyI2T"], ["DummyT2I", "DummyI2T2"]], "seeds": [1, 2, 3],
     "prompts": ["a red balloon"], "embedding_models": ["DummyEmbed"], "max_length": 6,
 }
 SERVER_START_S = 300  # dagster dev on a busy 2-core machine can take minutes; not a measure of speed
@@ -99,7 +99,9 @@ def test_a_partition_shows_its_own_run_and_preview(ui, page, tmp_path):
     url, store = ui
     runs = store.get_runs(store.experiment_run_ids("browser"))
     mine, others = runs[1], [r.run_id for r in runs if r.run_id != runs[1].run_id]
-    page.goto(f"{url}/assets/invocations?view=partitions&partition={run_partition_key(mine)}")
+    key = run_partition_key(mine)
+    page.goto(f"{url}/assets/invocations?view=partitions&partition={key}")
+    page.get_by_text(key).first.wait_for(state="attached")  # the readable key: seed, prompt, network, run id
     page.get_by_text("stop_reason").first.wait_for()  # the partition's own metadata has loaded
     shown = page.locator("table", has_text="stop_reason").first.inner_text()  # not the partition list
     assert mine.run_id in shown and "a red balloon" in shown and mine.status in shown
@@ -110,6 +112,19 @@ def test_a_partition_shows_its_own_run_and_preview(ui, page, tmp_path):
     page.wait_for_timeout(1000)  # the dialog fades in
     shoot(page, "partition-preview", tmp_path)
     page.keyboard.press("Escape")
+
+
+def test_stuck_runs_are_found_on_the_not_stuck_checks_partition_bar(ui, page, tmp_path):
+    url, store = ui
+    runs = store.get_runs(store.experiment_run_ids("browser"))
+    stuck = [r for r in runs if r.status == "stuck"]
+    assert 0 < len(stuck) < len(runs)  # the lossy captioner's runs get stuck, the others do not
+    page.goto(f"{url}/assets/invocations?view=checks&checkDetail=not_stuck")
+    page.get_by_text("Execution history").first.wait_for()  # the check's own tabs have loaded
+    page.get_by_text("Partitions", exact=True).last.click()
+    page.get_by_text(f"Failed ({len(stuck)})").first.wait_for()
+    page.get_by_text(f"Passed ({len(runs) - len(stuck)})").first.wait_for()
+    shoot(page, "stuck-runs", tmp_path)
 
 
 def test_cli_runs_are_filed_under_their_job(ui, page):
