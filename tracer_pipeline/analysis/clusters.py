@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.spatial.distance import cdist
 
 from tracer_pipeline.analysis.cosine import unit_rows
 
@@ -38,13 +37,17 @@ def cluster_points(vectors: np.ndarray, min_cluster_size: int) -> np.ndarray:
 
 def medoids(vectors: np.ndarray, labels: np.ndarray) -> dict[int, int]:
     """Cluster → the index of its medoid: the member with the least total cosine distance to
-    the others (ties to the lowest index). Noise has no medoid."""
+    the others (ties to the lowest index). Noise has no medoid.
+
+    On unit vectors the total is Σⱼ (1 − ⟨xᵢ, xⱼ⟩) = n − ⟨xᵢ, Σⱼ xⱼ⟩, so the medoid is the member
+    most aligned with the members' sum: linear in the cluster's size, where the pairwise
+    distances of a cluster of 100,000 outputs would need 80 GB."""
     points = unit_rows(np.asarray(vectors, dtype=np.float64))
     found = {}
     for cluster in sorted(set(int(c) for c in labels) - {NOISE}):
         members = np.flatnonzero(labels == cluster)
-        distances = cdist(points[members], points[members], metric="sqeuclidean").sum(axis=1)
-        found[cluster] = int(members[int(np.argmin(distances))])
+        alignment = points[members] @ points[members].sum(axis=0)
+        found[cluster] = int(members[int(np.argmax(alignment))])
     return found
 
 

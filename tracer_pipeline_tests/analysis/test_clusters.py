@@ -36,6 +36,17 @@ def test_the_medoid_is_the_member_nearest_the_others():
     assert medoids(points, np.array([0, 0, 0, NOISE])) == {0: 1}
 
 
+def test_the_medoid_has_the_least_total_cosine_distance_as_counted_pair_by_pair():
+    rng = np.random.default_rng(3)
+    points = rng.normal(size=(300, 16))
+    labels = rng.integers(-1, 4, size=300)
+    unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+    for cluster, medoid in medoids(points, labels).items():
+        members = np.flatnonzero(labels == cluster)
+        totals = (1 - unit[members] @ unit[members].T).sum(axis=1)
+        assert medoid == members[int(np.argmin(totals))]
+
+
 def test_transitions_skip_noise_and_stays_count_consecutive_outputs():
     sequences = [[0, 0, NOISE, 1, 1, 1, 0], [2, 2, 2, 2]]
     assert transitions(sequences) == Counter({(0, 1): 1, (1, 0): 1})
