@@ -15,6 +15,9 @@ asset, one check evaluation per partition and check). This subclass changes only
 - which dynamic partitions exist, remembered once seen (Dagster asks for each event of each
   partition; partitions are added far more often than deleted, and one deleted through this
   storage is forgotten at once);
+- asset-check evaluations (one per run partition and check) held back until the next event of
+  another kind (the check's output follows its evaluations) and then written in one transaction
+  per database: a process killed in between loses those check results, not any data;
 - one planned-materialization event per asset for a partition range instead of one per
   partition (Dagster's ``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``; the cost: partitions
   of a run that fails are not marked failed in the UI; the trace store and the per-partition
@@ -31,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from dagster._core.events import ASSET_EVENTS
+from dagster._core.events import ASSET_EVENTS, DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.sqlite import create_db_conn_string
@@ -41,6 +44,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 # to ``dagster dev`` by ``trajectory-tracer ui``.
 DAGSTER_ENVIRONMENT = {"DAGSTER_EVENT_BATCH_SIZE": "10000"}
 ENGINE_CACHE_SIZE = 32
+CHECK_BATCH_SIZE = 10_000  # check evaluations held back at most
 BUSY_TIMEOUT_S = 60
 
 
@@ -51,6 +55,9 @@ class TracerSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._engines_lock = threading.Lock()
         self._known_partitions: set[tuple[str, str]] = set()
+        self._held_checks: list[EventLogEntry] = []
+        self._held_lock = threading.Lock()
+        self._batch = threading.local()  # shard → the open connection, while a batch is written
         super().__init__(base_dir, inst_data)
 
     def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
@@ -91,13 +98,58 @@ class TracerSqliteEventLogStorage(SqliteEventLogStorage):
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
+        batch: dict[str, Connection] | None = getattr(self._batch, "connections", None)
         with self._db_lock:
             engine = self._engine(shard)
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
+            if batch is None:
+                with engine.connect() as conn, conn.begin():
+                    yield conn
+                return
+            if shard not in batch:
+                batch[shard] = engine.connect()
+                batch[shard].begin()
+            yield batch[shard]
+
+    @contextmanager
+    def _one_transaction_per_database(self) -> Iterator[None]:
+        """Every connection opened in this thread meanwhile is kept open in one transaction per
+        database, committed at the end (rolled back on an error)."""
+        self._batch.connections = connections = {}
+        try:
+            yield
+            for conn in connections.values():
+                conn.commit()
+        finally:
+            self._batch.connections = None
+            for conn in connections.values():
+                conn.close()
+
+    def store_event(self, event: EventLogEntry) -> None:
+        if event.is_dagster_event and event.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION \
+                and event.run_id:
+            with self._held_lock:
+                self._held_checks.append(event)
+                full = len(self._held_checks) >= CHECK_BATCH_SIZE
+            if full:
+                self._store_held_checks()
+            return
+        self._store_held_checks()
+        super().store_event(event)
+
+    def _store_held_checks(self) -> None:
+        with self._held_lock:
+            held, self._held_checks = self._held_checks, []
+        if held:
+            with self._one_transaction_per_database():
+                for event in held:
+                    super().store_event(event)
+
+    def dispose(self) -> None:
+        self._store_held_checks()
+        super().dispose()
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """A batch of asset events (what Dagster batches) in one transaction per database;

@@ -1,0 +1,43 @@
+"""The project's Dagster event log (``defs/storage.py``), on an instance made from its dagster.yaml:
+what the UI reads back after a batched run of several partitions."""
+
+import dagster as dg
+
+from tracer_pipeline.config import parse_experiment
+from tracer_pipeline.defs.partitions import run_id_of
+
+CONFIG = {
+    "name": "log", "networks": [["DummyT2I", "DummyI2T"], ["DummyT2I", "DummyI2T2"]], "seeds": [1, 2],
+    "prompts": ["a red balloon"], "embedding_models": ["DummyEmbed"], "max_length": 6,
+}
+
+
+def test_each_partitions_check_results_are_stored_about_its_latest_materialization(settings):
+    from tracer_pipeline.cli.launcher import Launcher
+    from tracer_pipeline.defs.storage import TracerSqliteEventLogStorage
+    from tracer_pipeline.store import TraceStore
+
+    launcher = Launcher(settings)
+    assert isinstance(launcher.instance.event_log_storage, TracerSqliteEventLogStorage)
+    store = TraceStore(settings.db_url)
+    registration = launcher.register(store, parse_experiment(CONFIG, "log.json"))
+    assert not launcher.trace(registration.partition_keys, "log")
+    status = {r.run_id: r.status for r in store.get_runs(registration.run_ids)}
+    assert set(status.values()) == {"complete", "stuck"}
+
+    storage = launcher.instance.event_log_storage
+    checks = [dg.AssetCheckKey(dg.AssetKey(asset), name) for asset, name in [
+        ("invocations", "every_invocation_present_in_order"), ("invocations", "not_stuck"),
+        ("embeddings", "embeddings_finite_unit_norm_right_dimension"), ("persistence_diagrams", "diagrams_valid")]]
+    infos = storage.get_asset_check_partition_info(checks)
+    assert len(infos) == len(checks) * len(registration.run_ids)
+    latest = {asset: storage.get_latest_storage_id_by_partition(
+        dg.AssetKey(asset), dg.DagsterEventType.ASSET_MATERIALIZATION, set(registration.partition_keys))
+        for asset in ("invocations", "embeddings", "persistence_diagrams")}
+    for info in infos:
+        passed = info.latest_execution_status.value == "SUCCEEDED"
+        stuck = status[run_id_of(info.partition_key)] == "stuck"
+        assert passed == (not stuck if info.check_key.name == "not_stuck" else True), info
+        # About the partition's latest materialization: the UI shows it as executed, not missing.
+        assert info.is_current and info.latest_target_materialization_storage_id == latest[
+            info.check_key.asset_key.path[0]][info.partition_key]
