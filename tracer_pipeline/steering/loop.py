@@ -5,9 +5,15 @@ model as the previous round left it (round 0: freshly initialised from the seed)
 2·``pairs`` best-scored in order (best with second best, …); ask the preference source about each
 pair; measure how often the reward model ranked those pairs as the source did (held out: it has
 not trained on them); add the answers to the memory (every earlier round's answers); continue
-training the reward model on the whole memory; start from the best-scored of this round's actions
-and the previous destination, and move it by gradient ascent on the reward. The destination's
-picture is the round's output.
+training the reward model on the whole memory; start from the best-scored (by the retrained
+model) of this round's actions, every action the source preferred so far and the previous
+destination, and move it by gradient ascent on the reward. The destination's picture is the
+round's output.
+
+Why the preferred actions are candidates: starting only from this round's random actions and the
+previous destination, the destination wandered wherever the reward model extrapolated; among
+known winners the best-scored one is a start the source has already vouched for (measured on the
+benchmark's targets and seeds with the options then in use: mean final similarity 0.57 against 0.53).
 
 Nothing is carried in memory from one round to the next: the step reads the destination, the
 reward model's weights and the answers that earlier rounds stored, so a resumed run computes
@@ -84,7 +90,10 @@ def next_round(
                              np.array([Choice(p.choice).target for p in memory]),
                              int(params["reward_epochs"]), float(params["reward_learning_rate"]))
 
-    candidates = actions if r == 0 else np.concatenate([actions, history[-1].destination[None]])
+    preferred = [p.second_action if p.choice == Choice.SECOND else p.first_action for p in memory
+                 if p.choice != Choice.BOTH_BAD]
+    previous = [history[-1].destination] if history else []
+    candidates = np.concatenate([actions, np.stack([*preferred, *previous])]) if preferred or previous else actions
     start = candidates[int(np.argmax(rw.scores(model, candidates)))]
     destination = rw.ascend(model, start, int(params["destination_epochs"]),
                             float(params["destination_learning_rate"]))

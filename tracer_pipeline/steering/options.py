@@ -39,8 +39,8 @@ FEEDBACK_OPTIONS: dict[str, Option] = {
 }
 DEFAULT_FEEDBACK: dict[str, Any] = {"embedding_model": "SceneCLIP", "noise": 0.0, "both_good": None, "both_bad": None}
 DEFAULTS: dict[str, Any] = {
-    "actions": 64, "pairs": 4, "reward_epochs": 100, "destination_epochs": 50,
-    "reward_learning_rate": 0.01, "destination_learning_rate": 0.05, "feedback": DEFAULT_FEEDBACK,
+    "actions": 64, "pairs": 4, "reward_epochs": 20, "destination_epochs": 10,
+    "reward_learning_rate": 0.01, "destination_learning_rate": 0.02, "feedback": DEFAULT_FEEDBACK,
 }
 
 

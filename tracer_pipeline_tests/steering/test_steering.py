@@ -87,10 +87,10 @@ def test_identity_holds_the_options_and_not_max_length(tmp_path: Path) -> None:
     assert spec.canonical() == {
         "kind": "steering", "generator": {"name": "SceneGen", "params": {"size": 64}},
         "options": {"actions": 16, "pairs": 3, "reward_epochs": 30, "destination_epochs": 10,
-                    "reward_learning_rate": 0.01, "destination_learning_rate": 0.05,
+                    "reward_learning_rate": 0.01, "destination_learning_rate": 0.02,
                     "feedback": {"embedding_model": "SceneCLIP", "noise": 0.0, "both_good": None, "both_bad": None}},
         "target": TARGET, "target_image_sha256": None, "seed": 5}
-    assert spec.run_id == "2153524be0d33082"
+    assert spec.run_id == "28d816284542bbd5"
     assert experiment(max_length=9).runs()[0].run_id == spec.run_id
     assert experiment(feedback={"noise": 0}).runs()[0].run_id == spec.run_id  # the defaults, given
     assert experiment(feedback={"noise": 0.1}).runs()[0].run_id != spec.run_id
