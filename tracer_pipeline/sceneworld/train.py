@@ -1,4 +1,4 @@
-"""Train the three SceneWorld models from scratch, reproducibly, on one CPU thread.
+"""Train the SceneWorld models (and SceneGen) from scratch, reproducibly, on one CPU thread.
 
     python -m tracer_pipeline.sceneworld.train --out DIR [--seed N] [--only MODEL]
 
