@@ -37,9 +37,7 @@ from tracer_pipeline.sceneworld.render import BACKGROUND, JITTER_DIM, JITTER_PER
 CODED = (POSITIONS, SHAPES, COLOURS, SIZES)  # what the first numbers of a noise vector pick
 LATENT = len(CODED) + JITTER_PER_SLOT
 NAME = "scenegen"
-# (steps, batch size, peak learning rate): about two CPU-minutes on one thread.
-SCHEDULE = (2000, 32, 3e-3)
-POOL = 4000  # (noise, scene) pairs drawn once, then batched: rendering costs more than a step
+POOL = 4000  # (noise, scene) pairs drawn once (fewer for a short schedule): rendering costs more than a step
 
 
 @dataclass(frozen=True)
@@ -84,9 +82,9 @@ def scene_of(noise: np.ndarray) -> tuple[Scene, np.ndarray]:
     return Scene((SceneObject(shape=shape, colour=colour, size=size, position=position),)), jitter
 
 
-def _pool(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _pool(seed: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     rng = np.random.default_rng([seed, 4])
-    noise = rng.standard_normal((POOL, LATENT))
+    noise = rng.standard_normal((count, LATENT))
     images = [image_array(render(*scene_of(z))) for z in noise]
     return torch.from_numpy(noise.astype(np.float32)), torch.from_numpy(np.stack(images))
 
@@ -98,13 +96,13 @@ def train_scenegen(out_dir: Path, seed: int, tokenizer: object = None,
     from safetensors.torch import save_file
 
     from tracer_pipeline.sceneworld.networks import save_config
-    from tracer_pipeline.sceneworld.train import _learning_rate
+    from tracer_pipeline.sceneworld.train import SCHEDULE, _learning_rate
 
-    steps, batch, peak = SCHEDULE
+    steps, batch, peak = SCHEDULE[NAME]  # (2000, 32, 3e-3): a few CPU-minutes on one thread
     torch.manual_seed(seed * 1000 + 4)
     config = SceneGenConfig()
     decoder = SceneGenDecoder(config)
-    noise, images = _pool(seed)
+    noise, images = _pool(seed, min(POOL, steps * batch))
     background = torch.tensor(BACKGROUND, dtype=torch.float32).view(1, 3, 1, 1) / 255.0
     generator = torch.Generator().manual_seed(seed * 1000 + 14)
     optimiser = torch.optim.AdamW(decoder.parameters(), lr=peak, weight_decay=0.01)

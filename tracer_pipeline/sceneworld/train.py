@@ -45,7 +45,8 @@ from tracer_pipeline.sceneworld.tokenizer import WordTokenizer
 Progress = Callable[[str, int, int, float], None]
 MODELS = ("captioner", "clip", "generator", "scenegen")
 # (steps, batch size, peak learning rate) per model: 35 CPU-minutes in all on a busy shared core.
-SCHEDULE = {"captioner": (800, 48, 2e-3), "clip": (800, 128, 1e-3), "generator": (1200, 32, 2e-3)}
+SCHEDULE = {"captioner": (800, 48, 2e-3), "clip": (800, 128, 1e-3), "generator": (1200, 32, 2e-3),
+            "scenegen": (2000, 32, 3e-3)}
 BACKGROUND_PIXEL = torch.tensor(BACKGROUND, dtype=torch.float32).view(1, 3, 1, 1) / 255.0
 
 

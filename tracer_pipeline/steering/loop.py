@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from tracer_pipeline.selfconsuming.training import derived_seed
 from tracer_pipeline.steering.feedback import Choice, PreferenceSource
 from tracer_pipeline.steering.generators import NoiseGenerator
 from tracer_pipeline.store.records import PreferenceRecord, SteeringRoundRecord
@@ -36,6 +35,8 @@ from tracer_pipeline.store.records import PreferenceRecord, SteeringRoundRecord
 
 def draw_actions(generator: NoiseGenerator, count: int, seed: int, round_: int, purpose: str = "actions") -> np.ndarray:
     """``count`` standard-normal actions for one round, from the run's seed alone."""
+    from tracer_pipeline.selfconsuming.training import derived_seed  # imports torch: only when computing
+
     rng = np.random.default_rng(derived_seed(seed, round_, purpose))
     return rng.standard_normal((count, *generator.action_shape)).astype(np.float32)
 
@@ -59,6 +60,7 @@ def next_round(
     history: Sequence[SteeringRoundRecord],
 ) -> tuple[SteeringRoundRecord, Image.Image]:
     """Round ``len(history)`` of the run and the destination's picture."""
+    from tracer_pipeline.selfconsuming.training import derived_seed
     from tracer_pipeline.steering import reward as rw
 
     r = len(history)
