@@ -20,11 +20,11 @@ def curves_figure(runs: Sequence[SteeringData], similarity: dict[str, np.ndarray
     held-out ranking accuracy. One line per run."""
     palette = matplotlib.colormaps["tab10"]
     with matplotlib.rc_context(STYLE):
-        figure = _figure(2.4)
+        figure = _figure(3.0)
         panels = figure.subplots(1, 4)
         for k, run in enumerate(runs[:MAX_RUNS]):
             colour = palette(k % 10)
-            label = f"{run.target[:24]} · seed {run.seed}"
+            label = f"{run.target[:36]} · seed {run.seed}"
             values = similarity.get(run.run_id)
             if values is not None and len(values):
                 panels[0].plot(np.arange(len(values)), values, color=colour, lw=1, label=label)
@@ -32,8 +32,8 @@ def curves_figure(runs: Sequence[SteeringData], similarity: dict[str, np.ndarray
             panels[1].plot(rounds, run.destination_reward, color=colour, lw=1)
             panels[2].plot(rounds, run.reward_loss, color=colour, lw=1)
             panels[3].plot(rounds, run.heldout_accuracy, color=colour, lw=1, marker=".", ms=3)
-        titles = (f"similarity to target ({embedding_model})", "reward of the destination",
-                  "reward-model loss", "held-out preference accuracy")
+        titles = (f"similarity to target ({embedding_model})", "destination's reward",
+                  "reward-model loss", "held-out accuracy")
         ylabels = ("cosine", "reward", "Bradley–Terry loss, last epoch", "share of pairs ranked as answered")
         for ax, title, ylabel in zip(panels, titles, ylabels, strict=True):
             ax.set_title(title)
@@ -41,5 +41,5 @@ def curves_figure(runs: Sequence[SteeringData], similarity: dict[str, np.ndarray
             ax.set_xlabel("round")
         panels[3].set_ylim(-0.05, 1.05)
         if len(runs) <= MAX_RUNS:
-            panels[0].legend(loc="lower right", frameon=False, fontsize="small")
+            figure.legend(loc="outside lower center", ncols=3, frameon=False, fontsize="small")
         return _png(figure)
