@@ -212,3 +212,24 @@ def test_the_tiny_diffusers_twin_runs_and_the_real_model_says_where_it_looked(tm
     spec = get_model("DDPMCifar10")
     with pytest.raises(WeightsNotFoundError, match="google/ddpm-cifar10-32"):
         spec.loader(spec, LoadOptions(model_dir=tmp_path / "models"))
+
+
+def test_a_target_image_is_the_reference_and_the_users_target(tmp_path: Path) -> None:
+    from tracer_pipeline.sceneworld.grammar import Scene, SceneObject
+    from tracer_pipeline.sceneworld.render import render
+
+    render(Scene((SceneObject("square", "blue", "large", "left"),))).save(tmp_path / "target.png")
+    config = {"name": "image-target", "steering": [{"generator": "SceneGen", "target_image": "target.png",
+                                                    "actions": 8, "pairs": 2, "reward_epochs": 5,
+                                                    "destination_epochs": 2}],
+              "seeds": [1], "embedding_models": ["SceneCLIP"], "max_length": 2}
+    store = TraceStore(f"sqlite:///{tmp_path / 'image.sqlite'}")
+    [run_id] = store.register_experiment(parse_experiment(config, "cfg", base_dir=tmp_path))
+    assert run_engines(store, pool(), [run_id])[run_id].status == RunStatus.COMPLETE
+    embed_runs(store, pool(), [run_id])
+    _, reference = store.reference_embedding(run_id, "SceneCLIP")
+    [image_vector] = get_model("SceneCLIP").loader(get_model("SceneCLIP"), LoadOptions()).embed(
+        [Image.open(tmp_path / "target.png")])
+    np.testing.assert_allclose(reference, image_vector, atol=1e-6)
+    cosines = store.trajectory(run_id, "SceneCLIP")[2] @ reference
+    np.testing.assert_allclose(cosines, [r.target_similarity for r in store.steering_rounds(run_id)], atol=1e-5)
