@@ -198,6 +198,15 @@ def test_artificial_user_thresholds_and_noise() -> None:
     assert Choice.SECOND in flips and Choice.FIRST in flips
 
 
+def test_held_out_accuracy_counts_decided_pairs_and_both_answers_train_toward_a_tie() -> None:
+    from tracer_pipeline.steering.loop import ranking_accuracy
+
+    first, second = np.array([1.0, 0.0, 2.0, 5.0]), np.array([0.0, 1.0, 3.0, 1.0])
+    assert ranking_accuracy(first, second, ["first", "first", "second", "both_good"]) == pytest.approx(2 / 3)
+    assert ranking_accuracy(first[:1], second[:1], ["both_bad"]) is None
+    assert [Choice(c).target for c in ("first", "second", "both_good", "both_bad")] == [1.0, 0.0, 0.5, 0.5]
+
+
 def test_the_tiny_diffusers_twin_runs_and_the_real_model_says_where_it_looked(tmp_path: Path) -> None:
     store = TraceStore(f"sqlite:///{tmp_path / 'tiny.sqlite'}")
     exp = parse_experiment({"name": "tiny", "steering": [{"generator": "TinyDDIM", "target": "a red balloon",
