@@ -13,7 +13,11 @@ serialised as JSON with sorted keys and no spaces. A self-consuming run (config 
 ``self_consuming``: one generator retrained on its own samples) has the specification
 ``{"kind": "self_consuming", "generator": {"name": <generator>, "params": {<resolved options>}},
 "seed": <int>}``; network runs carry no ``kind``, so their ids are what they always were.
-``max_length`` (invocations, or generations) is not part of either: a longer
+A steering run (config key ``steering``: a noise-to-image generator steered toward a target by
+pairwise preferences) has ``{"kind": "steering", "generator": {"name": <generator>, "params": {…}},
+"options": {<resolved options>}, "target": <caption or null>, "target_image_sha256": <sha256 of
+the pixels or null>, "seed": <int>}``.
+``max_length`` (invocations, generations, or rounds) is not part of any: a longer
 run extends the stored prefix of a shorter one, and the same run named by two experiments is
 one run. Model aliases resolve to the canonical name first, so ``clip-vit-base-patch32`` and
 ``CLIP-ViT-B-32`` name the same run.
@@ -44,7 +48,7 @@ MAX_SEED = 2**63 - 1
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # used with fullmatch: "$" would let "name\n" through
 KNOWN_KEYS = {
     "name", "networks", "seeds", "prompts", "initial_images", "embedding_models", "max_length",
-    "stop_when_stuck", "max_homology_dim", "seed_schedule", "seed_mode", "self_consuming",
+    "stop_when_stuck", "max_homology_dim", "seed_schedule", "seed_mode", "self_consuming", "steering",
 }
 # "fixed": every invocation uses the run's seed, so a run is the orbit of a deterministic map and
 # an exact repeat is final. "per_invocation": invocation i's seed is derived from the run's seed
@@ -58,6 +62,7 @@ class RunKind(StrEnum):
 
     NETWORK = "network"  # models in a cycle: each output is the next input
     SELF_CONSUMING = "self_consuming"  # a generator retrained on its own samples
+    STEERING = "steering"  # a generator's noise steered toward a target by pairwise preferences
 
 
 def canonical_json(value: Any) -> str:
@@ -85,12 +90,19 @@ class RunSpec:
     initial_image_sha256: str | None = None
     seed_mode: str = DEFAULT_SEED_MODE
     generator_options: tuple[tuple[str, Any], ...] | None = None  # self-consuming runs only
+    steering_options: tuple[tuple[str, Any], ...] | None = None  # steering runs only (see frozen_options)
 
     @property
     def kind(self) -> RunKind:
+        if self.steering_options is not None:
+            return RunKind.STEERING
         return RunKind.NETWORK if self.generator_options is None else RunKind.SELF_CONSUMING
 
     def canonical(self) -> dict[str, Any]:
+        if self.steering_options is not None:
+            return {"kind": RunKind.STEERING.value, "generator": get_model(self.network[0]).identity(),
+                    "options": thawed_options(self.steering_options), "target": self.prompt,
+                    "target_image_sha256": self.initial_image_sha256, "seed": self.seed}
         if self.generator_options is not None:
             return {"kind": RunKind.SELF_CONSUMING.value,
                     "generator": {"name": self.network[0], "params": dict(self.generator_options)},
@@ -108,6 +120,26 @@ class RunSpec:
     @cached_property
     def run_id(self) -> str:
         return sha256_hex(canonical_json(self.canonical()))[:16]
+
+
+def frozen_options(options: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """Options (with nested objects) as sorted tuples, so a run specification stays hashable."""
+    return tuple(sorted((k, frozen_options(v) if isinstance(v, dict) else v) for k, v in options.items()))
+
+
+def thawed_options(options: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    return {k: thawed_options(v) if isinstance(v, tuple) else v for k, v in options}
+
+
+@dataclass(frozen=True)
+class SteeringEntry:
+    """One ``steering`` entry: a noise-to-image generator, its target (a caption, or an image's
+    path and pixel sha256) and its resolved options."""
+
+    generator: str
+    target: str | None
+    target_image: tuple[str, str] | None
+    options: tuple[tuple[str, Any], ...]
 
 
 @dataclass(frozen=True)
@@ -135,6 +167,7 @@ class Experiment:
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     # (generator name, resolved options sorted by name) per self_consuming entry
     self_consuming: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    steering: tuple[SteeringEntry, ...] = ()
 
     @property
     def config_hash(self) -> str:
@@ -142,7 +175,7 @@ class Experiment:
 
     def runs(self, extra_seeds: tuple[int, ...] = ()) -> list[RunSpec]:
         """runs = networks × (prompts or initial images) × seeds, then self-consuming entries ×
-        seeds, in config order."""
+        seeds, then steering entries × seeds, in config order."""
         specs: list[RunSpec] = []
         for network in self.networks:
             starts_with_text = get_model(network[0]).input_modality is Modality.TEXT
@@ -157,6 +190,11 @@ class Experiment:
                     )
         for generator, options in self.self_consuming:
             specs.extend(RunSpec((generator,), seed, generator_options=options)
+                         for seed in (*self.seeds, *extra_seeds))
+        for entry in self.steering:
+            path, digest = entry.target_image or (None, None)
+            specs.extend(RunSpec((entry.generator,), seed, prompt=entry.target, initial_image_path=path,
+                                 initial_image_sha256=digest, steering_options=entry.options)
                          for seed in (*self.seeds, *extra_seeds))
         return specs
 
@@ -226,6 +264,12 @@ def _check_networks(data: dict, problems: list[str]) -> list[tuple[str, ...]]:
                     f'"self_consuming": [{{"generator": "{name}"}}] instead'
                 )
                 continue
+            if spec.kind is ModelKind.NOISE_TO_IMAGE:
+                problems.append(
+                    f'networks[{i}][{j}]: {name} is a noise-to-image generator; steer it with '
+                    f'"steering": [{{"generator": "{name}", "target": CAPTION}}] instead'
+                )
+                continue
             specs.append(spec)
         if len(specs) != len(network):
             continue
@@ -260,8 +304,8 @@ def parse_experiment(
     for key in ("seeds", "embedding_models", "max_length"):
         if key not in data:
             problems.append(f"{key}: missing (required)")
-    if "networks" not in data and "self_consuming" not in data:
-        problems.append("networks: missing (required)")  # unless self_consuming is given
+    if "networks" not in data and "self_consuming" not in data and "steering" not in data:
+        problems.append("networks: missing (required)")  # unless self_consuming or steering is given
 
     name = data.get("name", default_name)
     if name is None:
@@ -274,6 +318,8 @@ def parse_experiment(
 
     networks = _check_networks(data, problems) if "networks" in data else []
     generators = _check_self_consuming(data["self_consuming"], problems) if "self_consuming" in data else []
+    steering = (_check_steering(data["steering"], problems, base_dir or Path.cwd())
+                if "steering" in data else [])
 
     seeds: list[int] = []
     if "seeds" in data:
@@ -305,15 +351,9 @@ def parse_experiment(
         base = base_dir or Path.cwd()
         for i, entry in enumerate(_string_list(data, "initial_images", problems, "image paths")):
             path = (base / entry).resolve()
-            try:
-                with Image.open(path) as image:
-                    images.append((str(path), output_digest(image.convert("RGB"))))
-            except FileNotFoundError:
-                problems.append(f"initial_images[{i}]: file not found: {path}")
-            except Image.DecompressionBombError as exc:
-                problems.append(f"initial_images[{i}]: {path} is too large to decode safely ({exc})")
-            except (UnidentifiedImageError, OSError) as exc:
-                problems.append(f"initial_images[{i}]: cannot read {path} as an image ({exc})")
+            digest = _image_digest(path, f"initial_images[{i}]", problems)
+            if digest is not None:
+                images.append((str(path), digest))
         if networks and Modality.IMAGE not in first_inputs:
             problems.append("initial_images: no network starts with an image-to-text model; use prompts")
     elif Modality.IMAGE in first_inputs:
@@ -340,6 +380,9 @@ def parse_experiment(
             if generators and Modality.IMAGE not in spec.embeds:
                 problems.append(f"embedding_models[{i}]: {spec.name} does not embed images, but "
                                 "self-consuming runs output one image (a grid of samples) per generation")
+            if steering and Modality.IMAGE not in spec.embeds:
+                problems.append(f"embedding_models[{i}]: {spec.name} does not embed images, but "
+                                "steering runs output one image (the destination's picture) per round")
             if spec.name in embedders:
                 problems.append(f"embedding_models[{i}]: duplicate embedding model {spec.name}")
             else:
@@ -377,6 +420,7 @@ def parse_experiment(
         prompts=tuple(prompts), initial_images=tuple(images), embedding_models=tuple(embedders),
         max_length=max_length, stop_when_stuck=stop_when_stuck, max_homology_dim=max_dim,
         seed_schedule=schedule, seed_mode=seed_mode, raw=data, self_consuming=tuple(generators),
+        steering=tuple(steering),
     )
 
 
@@ -408,6 +452,71 @@ def _check_self_consuming(value: Any, problems: list[str]) -> list[tuple[str, tu
         resolved = (spec.name, tuple(sorted(options.items())))
         if resolved in entries:
             problems.append(f"self_consuming[{i}]: duplicate entry (same generator and options)")
+        elif not option_problems:
+            entries.append(resolved)
+    return entries
+
+
+def _image_digest(path: Path, where: str, problems: list[str]) -> str | None:
+    """The sha256 of an image file's pixels, or None with the problem (naming ``where``) added."""
+    try:
+        with Image.open(path) as image:
+            return output_digest(image.convert("RGB"))
+    except FileNotFoundError:
+        problems.append(f"{where}: file not found: {path}")
+    except Image.DecompressionBombError as exc:
+        problems.append(f"{where}: {path} is too large to decode safely ({exc})")
+    except (UnidentifiedImageError, OSError) as exc:
+        problems.append(f"{where}: cannot read {path} as an image ({exc})")
+    return None
+
+
+def _check_steering(value: Any, problems: list[str], base_dir: Path) -> list[SteeringEntry]:
+    """``steering``: a list of ``{"generator": NAME, "target": CAPTION | "target_image": PATH,
+    <option>: <value>, …}``."""
+    from tracer_pipeline.steering.options import check_options
+
+    usage = '{"generator": NAME, "target": CAPTION or "target_image": PATH, …options}'
+    if not isinstance(value, list) or not value:
+        problems.append(f"steering: expected a non-empty list of {usage}, got {_type_name(value)}")
+        return []
+    entries: list[SteeringEntry] = []
+    for i, entry in enumerate(value):
+        if not isinstance(entry, dict) or not isinstance(entry.get("generator"), str):
+            problems.append(f"steering[{i}]: expected {usage}, got {_type_name(entry)}")
+            continue
+        try:
+            spec = get_model(entry["generator"])
+        except UnknownModelError as exc:
+            problems.append(f"steering[{i}].generator: {exc}")
+            continue
+        if spec.kind is not ModelKind.NOISE_TO_IMAGE:
+            problems.append(f"steering[{i}].generator: {spec.name} is a {spec.kind} model, not a noise-to-image "
+                            "generator (`trajectory-tracer list-models` lists them)")
+            continue
+        target, image = entry.get("target"), entry.get("target_image")
+        if (target is None) == (image is None):
+            problems.append(f'steering[{i}]: give exactly one of "target" (a caption) and "target_image" (a path)')
+            continue
+        target_image = None
+        if target is not None and (not isinstance(target, str) or not target.strip()):
+            problems.append(f"steering[{i}].target: expected a non-empty caption, got {_type_name(target)}")
+            continue
+        if image is not None:
+            if not isinstance(image, str) or not image.strip():
+                problems.append(f"steering[{i}].target_image: expected an image path, got {_type_name(image)}")
+                continue
+            path = (base_dir / image).resolve()
+            digest = _image_digest(path, f"steering[{i}].target_image", problems)
+            if digest is None:
+                continue
+            target_image = (str(path), digest)
+        given = {k: v for k, v in entry.items() if k not in ("generator", "target", "target_image")}
+        options, option_problems = check_options(given, Modality.TEXT if target is not None else Modality.IMAGE)
+        problems.extend(f"steering[{i}].{p}" for p in option_problems)
+        resolved = SteeringEntry(spec.name, target, target_image, frozen_options(options))
+        if resolved in entries:
+            problems.append(f"steering[{i}]: duplicate entry (same generator, target and options)")
         elif not option_problems:
             entries.append(resolved)
     return entries

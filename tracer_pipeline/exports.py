@@ -136,8 +136,10 @@ def export_data(
     store: TraceStore, run_ids: list[str], out: Path, experiments: list[str] | None = None
 ) -> dict[str, Path]:
     """Write runs, invocations, embeddings, persistence_diagrams and clusters as Parquet tables, the
-    self-consuming runs' cross_accuracy and label_frequencies (empty without such runs), and the
-    analysis tables of the experiments' reports as ``analysis_<table>.parquet``.
+    self-consuming runs' cross_accuracy and label_frequencies, the steering runs' preferences (each
+    query: the reward model's score of each action, the source's similarities, the choice) and
+    steering_rounds (each round's figures) (each empty without such runs), and the analysis tables
+    of the experiments' reports as ``analysis_<table>.parquet``.
 
     ``embeddings`` also holds each run's reference embedding (its initial prompt or image) with
     ``sequence_number`` −1 and no invocation; ``clusters`` holds the cluster of each output per
@@ -203,6 +205,13 @@ def export_data(
     tables["label_frequencies"] = pl.DataFrame(store.label_frequencies(run_ids), schema={
         "run_id": pl.String, "generation": pl.Int64, "classifier": pl.String, "label": pl.String,
         "count": pl.Int64})
+    tables["preferences"] = pl.DataFrame(store.preferences(run_ids), schema={
+        "run_id": pl.String, "round": pl.Int64, "pair": pl.Int64, "first_reward": pl.Float64,
+        "second_reward": pl.Float64, "first_similarity": pl.Float64, "second_similarity": pl.Float64,
+        "choice": pl.String})
+    tables["steering_rounds"] = pl.DataFrame(store.steering_figures(run_ids), schema={
+        "run_id": pl.String, "round": pl.Int64, "reward_loss": pl.Float64, "heldout_accuracy": pl.Float64,
+        "destination_reward": pl.Float64, "target_similarity": pl.Float64})
     for name, rows in store.report_tables(experiments).items():
         tables[f"analysis_{name}"] = pl.DataFrame(rows, infer_schema_length=None)
     paths = {}

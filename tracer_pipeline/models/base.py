@@ -33,6 +33,7 @@ class ModelKind(StrEnum):
     IMAGE_TO_TEXT = "image-to-text"
     EMBEDDING = "embedding"
     GENERATOR = "generator"  # retrained on its own samples: a self-consuming run's one model
+    NOISE_TO_IMAGE = "noise-to-image"  # an unconditional generator: a steering run's one model
 
 
 class Family(StrEnum):
@@ -178,7 +179,8 @@ class EmbeddingModel(Protocol):
 
 
 # A loader returns an adapter: a GenerativeModel, an EmbeddingModel, or for a GENERATOR the
-# shared part of a self-consuming generator (tracer_pipeline.selfconsuming.generators).
+# shared part of a self-consuming generator (tracer_pipeline.selfconsuming.generators), or for a
+# NOISE_TO_IMAGE a NoiseGenerator (tracer_pipeline.steering.generators).
 Loader = Callable[["ModelSpec", LoadOptions], Any]
 
 
@@ -218,6 +220,7 @@ class ModelSpec:
             ModelKind.TEXT_TO_IMAGE: Modality.IMAGE,
             ModelKind.IMAGE_TO_TEXT: Modality.TEXT,
             ModelKind.GENERATOR: Modality.IMAGE,  # a grid of each generation's samples
+            ModelKind.NOISE_TO_IMAGE: Modality.IMAGE,
         }.get(self.kind)
 
     @property
@@ -226,6 +229,8 @@ class ModelSpec:
             return sorted(self.embeds)
         if self.kind is ModelKind.GENERATOR:
             return [f"own samples->{self.output_modality}"]
+        if self.kind is ModelKind.NOISE_TO_IMAGE:
+            return [f"noise->{self.output_modality}"]
         return [f"{self.input_modality}->{self.output_modality}"]
 
     def identity(self) -> dict[str, Any]:

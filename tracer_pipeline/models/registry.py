@@ -9,9 +9,11 @@ from tracer_pipeline.models import captioning, clip, diffusion, dummy
 from tracer_pipeline.models.base import ModelSpec
 from tracer_pipeline.sceneworld import models as sceneworld
 from tracer_pipeline.selfconsuming import generators as self_consuming
+from tracer_pipeline.steering import generators as steering
 
 _SPECS: list[ModelSpec] = [*dummy.SPECS, *diffusion.SPECS, *captioning.SPECS, *clip.SPECS,
-                           *sceneworld.SPECS, *self_consuming.SPECS]
+                           *sceneworld.SPECS, *self_consuming.SPECS,
+                           *steering.SPECS]
 _BY_NAME: dict[str, ModelSpec] = {}
 for _spec in _SPECS:
     for _name in (_spec.name, *_spec.aliases):

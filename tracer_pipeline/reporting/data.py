@@ -85,6 +85,21 @@ class GenerationsData:
 
 
 @dataclass(frozen=True)
+class SteeringData:
+    """A steering run's rounds, as far as the steering section needs them; every array has one
+    entry per stored round, in order (NaN where a round has no such figure)."""
+
+    run_id: str
+    generator: str
+    target: str  # the caption, or "target image"
+    seed: int
+    reward_loss: np.ndarray  # the last epoch's Bradley–Terry loss of the reward model
+    heldout_accuracy: np.ndarray  # the reward model's ranking of the round's pairs before training on them
+    destination_reward: np.ndarray
+    feedback_similarity: np.ndarray  # the destination's similarity to the target by the feedback's model
+
+
+@dataclass(frozen=True)
 class ExperimentData:
     name: str
     embedding_model: str
@@ -92,6 +107,7 @@ class ExperimentData:
     store_runs: list[RunData]  # every run in the store embedded by this model (this experiment's included)
     clusters: ClusterData | None = None  # None until the clusters asset has run
     generations: list[GenerationsData] = field(default_factory=list)  # this experiment's self-consuming runs
+    steering: list[SteeringData] = field(default_factory=list)  # this experiment's steering runs
 
 
 @dataclass

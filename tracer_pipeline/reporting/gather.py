@@ -8,7 +8,14 @@ from tracer_pipeline.config import RunKind, network_label
 from tracer_pipeline.models.base import ModelKind
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.models.suitability import unsuited_reason
-from tracer_pipeline.reporting.data import ClusterData, ClusterMedoid, ExperimentData, GenerationsData, RunData
+from tracer_pipeline.reporting.data import (
+    ClusterData,
+    ClusterMedoid,
+    ExperimentData,
+    GenerationsData,
+    RunData,
+    SteeringData,
+)
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store import RunRecord, TraceStore
 from tracer_pipeline.tracing.clusters import MIN_CLUSTER_SIZE
@@ -106,9 +113,27 @@ def experiment_data(store: TraceStore, experiment: str, embedding_model: str | N
         all_runs.append(data)
         if run.run_id in own:
             runs.append(data)
-    generations = [generations_data(store, run) for run in store.get_runs(own) if run.kind is RunKind.SELF_CONSUMING]
+    own_runs = store.get_runs(own)
+    generations = [generations_data(store, run) for run in own_runs if run.kind is RunKind.SELF_CONSUMING]
+    steering = [steering_data(store, run) for run in own_runs if run.kind is RunKind.STEERING]
     return ExperimentData(experiment, model, runs, all_runs, cluster_data(store, experiment, model),
-                          sorted(generations, key=lambda g: g.run_id))
+                          sorted(generations, key=lambda g: g.run_id), sorted(steering, key=lambda g: g.run_id))
+
+
+def steering_data(store: TraceStore, run: RunRecord) -> SteeringData:
+    """A steering run's figures per round."""
+    records = store.steering_rounds(run.run_id)
+
+    def column(values: list[float | None]) -> np.ndarray:
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+    return SteeringData(
+        run_id=run.run_id, generator=run.network[0], target=run.prompt if run.prompt is not None else "target image",
+        seed=run.seed, reward_loss=column([r.reward_losses[-1] for r in records]),
+        heldout_accuracy=column([r.heldout_accuracy for r in records]),
+        destination_reward=column([r.destination_reward for r in records]),
+        feedback_similarity=column([r.target_similarity for r in records]),
+    )
 
 
 def generations_data(store: TraceStore, run: RunRecord) -> GenerationsData:

@@ -4,7 +4,8 @@ One to three coloured shapes on a grey background, captions from a small templat
 (:mod:`.grammar`), a procedural renderer that makes the training data (:mod:`.render`), and three
 models trained on it and shipped in ``weights/`` (:mod:`.models`, registered as SceneT2I,
 SceneI2T and SceneCLIP). Runs of these models drift, get stuck and collapse for reasons one can
-read off the captions, which the tiny (random) and dummy models cannot show.
+read off the captions, which the tiny (random) and dummy models cannot show. SceneGen
+(:mod:`.scenegen`), an unconditional generator of one-object scenes, is what steering runs steer.
 
 Retrain: ``python -m tracer_pipeline.sceneworld.train --out DIR``;
 measure: ``python -m tracer_pipeline.sceneworld.evaluate [--weights DIR]``.

@@ -1,4 +1,4 @@
-"""Train the three SceneWorld models from scratch, reproducibly, on one CPU thread.
+"""Train the SceneWorld models (and SceneGen) from scratch, reproducibly, on one CPU thread.
 
     python -m tracer_pipeline.sceneworld.train --out DIR [--seed N] [--only MODEL]
 
@@ -39,12 +39,14 @@ from tracer_pipeline.sceneworld.render import (
     object_masks,
     render,
 )
+from tracer_pipeline.sceneworld.scenegen import train_scenegen
 from tracer_pipeline.sceneworld.tokenizer import WordTokenizer
 
 Progress = Callable[[str, int, int, float], None]
-MODELS = ("captioner", "clip", "generator")
+MODELS = ("captioner", "clip", "generator", "scenegen")
 # (steps, batch size, peak learning rate) per model: 35 CPU-minutes in all on a busy shared core.
-SCHEDULE = {"captioner": (800, 48, 2e-3), "clip": (800, 128, 1e-3), "generator": (1200, 32, 2e-3)}
+SCHEDULE = {"captioner": (800, 48, 2e-3), "clip": (800, 128, 1e-3), "generator": (1200, 32, 2e-3),
+            "scenegen": (2000, 32, 3e-3)}
 BACKGROUND_PIXEL = torch.tensor(BACKGROUND, dtype=torch.float32).view(1, 3, 1, 1) / 255.0
 
 
@@ -205,7 +207,8 @@ def _save(out_dir: Path, name: str, model: torch.nn.Module, config: object) -> N
     nets.save_config(config, out_dir / config_file)
 
 
-TRAINERS = {"captioner": train_captioner, "clip": train_clip, "generator": train_generator}
+TRAINERS = {"captioner": train_captioner, "clip": train_clip, "generator": train_generator,
+            "scenegen": train_scenegen}
 
 
 def train_all(out_dir: Path, seed: int = 0, progress: Progress | None = None,
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory to write weights to")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=MODELS, action="append",
-                        help="train only this model (repeatable); default: all three")
+                        help="train only this model (repeatable); default: all")
     args = parser.parse_args(argv)
     figures = train_all(args.out, args.seed, _print_progress, tuple(args.only or MODELS))
     print(json.dumps(figures, indent=1))

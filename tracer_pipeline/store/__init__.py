@@ -5,7 +5,9 @@ from tracer_pipeline.store.records import (
     GenerationRecord,
     InvocationRecord,
     Orphan,
+    PreferenceRecord,
     RunRecord,
+    SteeringRoundRecord,
     StoreComparison,
     StoredEmbedding,
 )
@@ -13,6 +15,7 @@ from tracer_pipeline.store.store import NewInvocation, TraceStore, bytes_to_vect
 
 __all__ = [
     "AttractorData", "ClusterRecord", "DiagramRecord", "GenerationRecord", "InvocationRecord", "NewInvocation",
-    "Orphan", "RunRecord", "StoreComparison", "StoredEmbedding", "TraceStore",
+    "Orphan", "PreferenceRecord", "RunRecord", "SteeringRoundRecord", "StoreComparison", "StoredEmbedding",
+    "TraceStore",
     "bytes_to_vector", "vector_to_bytes",
 ]

@@ -200,3 +200,42 @@ class Orphan:
     what: str
     run_ids: tuple[str, ...]
     count: int
+
+
+@dataclass(frozen=True)
+class PreferenceRecord:
+    """One answered query of a steering round: the two actions, the reward model's score of each
+    when they were chosen, the source's similarity of each to the target (when it has them), and
+    the answer ("first", "second", "both_good" or "both_bad")."""
+
+    pair: int
+    first_action: np.ndarray  # float32, the generator's action shape
+    second_action: np.ndarray
+    first_reward: float
+    second_reward: float
+    first_similarity: float | None
+    second_similarity: float | None
+    choice: str
+
+
+@dataclass(frozen=True)
+class SteeringRoundRecord:
+    """One round of a steering run, beside its invocation (the destination's picture): what the
+    next round resumes from (the destination action, the reward model's weights; the memory is
+    every round's preferences) and its figures.
+
+    ``heldout_accuracy``: how often the reward model, before it trained on this round's answers,
+    ranked the answered pairs as the source did (None when no pair was decided either way).
+    ``target_similarity``: the destination's similarity to the target, where the source measures it.
+    """
+
+    run_id: str
+    round: int
+    invocation_id: int | None
+    destination: np.ndarray  # float32, the generator's action shape
+    reward_state: bytes  # safetensors
+    reward_losses: tuple[float, ...]  # per epoch
+    heldout_accuracy: float | None
+    destination_reward: float
+    target_similarity: float | None
+    preferences: tuple[PreferenceRecord, ...]

@@ -237,6 +237,48 @@ class LabelFrequencyRow(Base):
     count: Mapped[int] = mapped_column(Integer)
 
 
+class SteeringRoundRow(Base):
+    """One round of a steering run, beside its invocation (the destination's picture): the
+    destination action and reward-model weights to resume from, and the round's figures. Deleted
+    with its invocation."""
+
+    __tablename__ = "steering_rounds"
+    __table_args__ = (UniqueConstraint("run_id", "round"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), index=True)
+    round: Mapped[int] = mapped_column(Integer)
+    invocation_id: Mapped[int] = mapped_column(ForeignKey("invocations.id", ondelete="CASCADE"), unique=True)
+    action_shape: Mapped[list] = mapped_column(JSON)
+    destination: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian, C order
+    reward_state: Mapped[bytes] = mapped_column(LargeBinary)  # safetensors
+    reward_losses: Mapped[list] = mapped_column(JSON)  # per epoch
+    reward_loss: Mapped[float] = mapped_column(Float)  # the last epoch's
+    heldout_accuracy: Mapped[float | None] = mapped_column(Float)
+    destination_reward: Mapped[float] = mapped_column(Float)
+    target_similarity: Mapped[float | None] = mapped_column(Float)
+
+
+class PreferenceRow(Base):
+    """One answered query of a steering round: the two actions, their scores and the answer."""
+
+    __tablename__ = "preferences"
+    __table_args__ = (UniqueConstraint("run_id", "round", "pair"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"), index=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("steering_rounds.id", ondelete="CASCADE"), index=True)
+    round: Mapped[int] = mapped_column(Integer)
+    pair: Mapped[int] = mapped_column(Integer)
+    first_action: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian
+    second_action: Mapped[bytes] = mapped_column(LargeBinary)
+    first_reward: Mapped[float] = mapped_column(Float)
+    second_reward: Mapped[float] = mapped_column(Float)
+    first_similarity: Mapped[float | None] = mapped_column(Float)
+    second_similarity: Mapped[float | None] = mapped_column(Float)
+    choice: Mapped[str] = mapped_column(String(16))
+
+
 SCHEMA_VERSION = 1  # raised whenever a table or column changes meaning; see store/opening.py
 
 

@@ -59,6 +59,7 @@ from tracer_pipeline.store.schema import (
     RunRow,
     utcnow,
 )
+from tracer_pipeline.store.steering import SteeringTables
 
 REGISTRATION_LOCK = "registration"
 
@@ -116,9 +117,10 @@ def bytes_to_vector(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4")
 
 
-class TraceStore(GenerationTables, AnalysisTables):
+class TraceStore(GenerationTables, SteeringTables, AnalysisTables):
     """Experiments, runs, invocations, embeddings and persistence diagrams, with lineage; the
-    self-consuming kind's generations through :class:`GenerationTables`."""
+    self-consuming kind's generations through :class:`GenerationTables`, the steering kind's
+    rounds through :class:`SteeringTables`."""
 
     def __init__(self, url: str, read_only: bool = False):
         """Open the store at ``url``, refusing with :class:`StoreOpenError` a database that is not

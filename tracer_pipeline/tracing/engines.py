@@ -22,6 +22,7 @@ from tracer_pipeline.models.pool import ModelPool
 from tracer_pipeline.store import InvocationRecord, TraceStore
 from tracer_pipeline.tracing.invocations import RunOutcome, run_invocations
 from tracer_pipeline.tracing.self_consuming import run_generations
+from tracer_pipeline.tracing.steering import run_rounds
 
 
 class Engine(Protocol):
@@ -40,6 +41,7 @@ class Engine(Protocol):
 ENGINES: dict[RunKind, Engine] = {
     RunKind.NETWORK: run_invocations,
     RunKind.SELF_CONSUMING: run_generations,
+    RunKind.STEERING: run_rounds,
 }
 
 

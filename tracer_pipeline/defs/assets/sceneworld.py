@@ -32,7 +32,7 @@ def _weights_digest(folder) -> str:
 def sceneworld_models(
     context: dg.AssetExecutionContext, config: SceneWorldTraining, folders: DataFoldersResource
 ) -> dg.MaterializeResult:
-    """The three SceneWorld models (SceneT2I, SceneI2T, SceneCLIP) retrained from scratch on CPU
+    """The SceneWorld models (SceneT2I, SceneI2T, SceneCLIP, and SceneGen) retrained from scratch on CPU
     with the given seed into ``<data dir>/sceneworld/seed-<seed>``, and their quality bars
     measured on held-out scenes. Weights already trained there by this code version are kept
     (training is reproducible: the same seed gives the same bytes). The weights the registry uses
