@@ -3,6 +3,7 @@ from tracer_pipeline.store.records import (
     ClusterRecord,
     DiagramRecord,
     GenerationRecord,
+    IntermediateRecord,
     InvocationRecord,
     Orphan,
     RunRecord,
@@ -12,7 +13,7 @@ from tracer_pipeline.store.records import (
 from tracer_pipeline.store.store import NewInvocation, TraceStore, bytes_to_vector, vector_to_bytes
 
 __all__ = [
-    "AttractorData", "ClusterRecord", "DiagramRecord", "GenerationRecord", "InvocationRecord", "NewInvocation",
-    "Orphan", "RunRecord", "StoreComparison", "StoredEmbedding", "TraceStore",
+    "AttractorData", "ClusterRecord", "DiagramRecord", "GenerationRecord", "IntermediateRecord", "InvocationRecord",
+    "NewInvocation", "Orphan", "RunRecord", "StoreComparison", "StoredEmbedding", "TraceStore",
     "bytes_to_vector", "vector_to_bytes",
 ]

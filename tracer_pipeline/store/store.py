@@ -38,6 +38,7 @@ from tracer_pipeline.models.base import (
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store.analysis import AnalysisTables
 from tracer_pipeline.store.generations import GenerationTables
+from tracer_pipeline.store.intermediates import IntermediateTables
 from tracer_pipeline.store.liveness import Heartbeat, owner_alive, this_host
 from tracer_pipeline.store.opening import READ_OPTION, advisory_key, open_store_engine
 from tracer_pipeline.store.records import (
@@ -51,6 +52,7 @@ from tracer_pipeline.store.schema import (
     EmbeddingRow,
     ExperimentRow,
     ExperimentRunRow,
+    IntermediateOutputRow,
     InvocationRow,
     PersistenceDiagramRow,
     ReferenceEmbeddingRow,
@@ -83,6 +85,7 @@ class NewInvocation:
     output: Output | ModelFailure
     started_at: datetime
     completed_at: datetime
+    intermediates: tuple[tuple[int, Image.Image], ...] = ()  # (step, image) the output passed through
 
 
 def _invocation_values(inv: NewInvocation) -> dict:
@@ -116,9 +119,10 @@ def bytes_to_vector(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4")
 
 
-class TraceStore(GenerationTables, AnalysisTables):
+class TraceStore(GenerationTables, IntermediateTables, AnalysisTables):
     """Experiments, runs, invocations, embeddings and persistence diagrams, with lineage; the
-    self-consuming kind's generations through :class:`GenerationTables`."""
+    self-consuming kind's generations through :class:`GenerationTables`; images an output passed
+    through through :class:`IntermediateTables`."""
 
     def __init__(self, url: str, read_only: bool = False):
         """Open the store at ``url``, refusing with :class:`StoreOpenError` a database that is not
@@ -423,8 +427,8 @@ class TraceStore(GenerationTables, AnalysisTables):
         return record
 
     def add_invocations(self, invocations: Sequence[NewInvocation]) -> list[InvocationRecord]:
-        """Store invocations (a lockstep round: at most one per run) in one transaction, in the
-        given order; one already stored is kept as it was."""
+        """Store invocations (a lockstep round: at most one per run) with their intermediate
+        outputs in one transaction, in the given order; one already stored is kept as it was."""
         if not invocations:
             return []
         rows = [_invocation_values(inv) for inv in invocations]
@@ -434,6 +438,11 @@ class TraceStore(GenerationTables, AnalysisTables):
                 index_elements=["run_id", "sequence_number"]))
             stored = {(r.run_id, r.sequence_number): r for r in s.scalars(select(InvocationRow).where(
                 tuple_(InvocationRow.run_id, InvocationRow.sequence_number).in_(keys)))}
+            frames = [dict(invocation_id=stored[key].id, step=step, image=image_to_png(image))
+                      for key, inv in zip(keys, invocations, strict=True) for step, image in inv.intermediates]
+            if frames:
+                s.execute(self._insert(IntermediateOutputRow).values(frames).on_conflict_do_nothing(
+                    index_elements=["invocation_id", "step"]))
             return [_invocation(stored[key]) for key in keys]
 
     def delete_invocations_from(self, run_id: str, sequence_number: int) -> int:
