@@ -8,7 +8,14 @@ from tracer_pipeline.config import RunKind, network_label
 from tracer_pipeline.models.base import ModelKind
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.models.suitability import unsuited_reason
-from tracer_pipeline.reporting.data import ClusterData, ClusterMedoid, ExperimentData, GenerationsData, RunData
+from tracer_pipeline.reporting.data import (
+    ClusterData,
+    ClusterMedoid,
+    ExperimentData,
+    FormationData,
+    GenerationsData,
+    RunData,
+)
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store import RunRecord, TraceStore
 from tracer_pipeline.tracing.clusters import MIN_CLUSTER_SIZE
@@ -108,7 +115,20 @@ def experiment_data(store: TraceStore, experiment: str, embedding_model: str | N
             runs.append(data)
     generations = [generations_data(store, run) for run in store.get_runs(own) if run.kind is RunKind.SELF_CONSUMING]
     return ExperimentData(experiment, model, runs, all_runs, cluster_data(store, experiment, model),
-                          sorted(generations, key=lambda g: g.run_id))
+                          sorted(generations, key=lambda g: g.run_id), formation_data(store, sorted(own)))
+
+
+def formation_data(store: TraceStore, run_ids: list[str]) -> list[FormationData]:
+    """Per run, the first invocation with intermediate outputs and the images it passed through."""
+    first: dict[str, list] = {}
+    for record in store.intermediate_outputs(run_ids):
+        frames = first.setdefault(record.run_id, [])
+        if not frames or frames[0].invocation_id == record.invocation_id:
+            frames.append(record)
+    models = {inv.id: inv.model for run_id in first for inv in store.invocations(run_id)}
+    return [FormationData(run_id, frames[0].sequence_number, models[frames[0].invocation_id],
+                          tuple((r.step, r.image) for r in frames))
+            for run_id, frames in first.items()]
 
 
 def generations_data(store: TraceStore, run: RunRecord) -> GenerationsData:
