@@ -1,7 +1,7 @@
 """CLIP-guided generation on SceneWorld: does the captioner read what the guide was asked for, and
 do two-prompt panoramas put each prompt on its side?
 
-    python benchmarks/clip_guided.py                       # the figures in BENCHMARKS.md
+    python benchmarks/clip_guided.py --images              # the figures and images in BENCHMARKS.md
     python benchmarks/clip_guided.py --seeds 1 --quick      # a smoke run
 
 1. **Captions.** The network ``["CLIPGuided", "SceneI2T"]`` runs through the pipeline (a
@@ -160,32 +160,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=12)
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--panorama-seeds", type=int, default=5)
+    parser.add_argument("--panorama-seeds", type=int, default=4)
     parser.add_argument("--semantic-weight", type=float, default=0.5)
     parser.add_argument("--quick", action="store_true", help="20 optimisation steps instead of the default")
     parser.add_argument("--images", action="store_true", help=f"write example images to {DOCS}")
+    parser.add_argument("--part", choices=("captions", "panoramas", "all"), default="all",
+                        help="measure one part only (the two can run side by side)")
     args = parser.parse_args()
     steps = 20 if args.quick else None
     torch.set_num_threads(1)
+    summary: dict = {}
     with tempfile.TemporaryDirectory(prefix="clip-guided-") as folder:
         store = TraceStore(f"sqlite:///{Path(folder) / 'trace.sqlite'}")
         pool = ModelPool(resolve_load_options("cpu", "float32", Path(folder) / "models", torch_threads=1))
-        caption = captions(store, pool, args.prompts, list(range(1, args.seeds + 1)), steps)
-        panorama = panoramas(store, pool, list(range(1, args.panorama_seeds + 1)), steps, args.semantic_weight)
         if args.images:
             DOCS.mkdir(parents=True, exist_ok=True)
-            contact_sheet([image for image, _ in caption["images"][:12]], 6).save(DOCS / "captions.png")
-            formed = [record.image for record in caption["images"][0][1]]
-            contact_sheet(formed, len(formed)).save(DOCS / "formation.png")
-            for label in ("without", "with"):
-                contact_sheet(panorama[label]["images"][:6], 3).save(DOCS / f"panoramas-{label}-semantic.png")
+        if args.part in ("captions", "all"):
+            caption = captions(store, pool, args.prompts, list(range(1, args.seeds + 1)), steps)
+            summary["captions"] = {k: v for k, v in caption.items() if k != "images"}
+            if args.images:
+                contact_sheet([image for image, _ in caption["images"][:12]], 6).save(DOCS / "captions.png")
+                formed = [record.image for record in caption["images"][0][1]]
+                contact_sheet(formed, len(formed)).save(DOCS / "formation.png")
+        if args.part in ("panoramas", "all"):
+            panorama = panoramas(store, pool, list(range(1, args.panorama_seeds + 1)), steps, args.semantic_weight)
+            summary["panoramas"] = {label: {k: v for k, v in p.items() if k != "images"}
+                                    for label, p in panorama.items()}
+            if args.images:
+                for label in ("without", "with"):
+                    contact_sheet(panorama[label]["images"][:6], 3).save(DOCS / f"panoramas-{label}-semantic.png")
         store.close()
-    summary = {
-        "captions": {k: v for k, v in caption.items() if k != "images"},
-        "panoramas": {label: {k: v for k, v in p.items() if k != "images"} for label, p in panorama.items()},
-    }
     print(json.dumps(summary, indent=1))
-
 
 if __name__ == "__main__":
     main()

@@ -142,3 +142,27 @@ def test_a_version_1_store_is_read_as_it_is_and_upgraded_when_written(tmp_path):
         assert connection.execute("SELECT value FROM tracer_store_meta WHERE key = 'schema_version'").fetchone() \
             == ("2",)
         assert connection.execute("SELECT count(*) FROM intermediate_outputs").fetchone() == (0,)
+
+
+def test_the_report_shows_how_each_runs_image_formed(tmp_path, pool):
+    import io
+
+    from PIL import Image
+
+    from tracer_pipeline.reporting.data import Report
+    from tracer_pipeline.reporting.gather import formation_data
+    from tracer_pipeline.reporting.sections import formation
+
+    store = TraceStore(f"sqlite:///{tmp_path / 'trace.sqlite'}")
+    run_ids = store.register_experiment(parse_experiment({**CONFIG, "seeds": [3, 4]}, "x"))
+    run_invocations(store, pool, run_ids)
+    formations = formation_data(store, sorted(run_ids))
+    assert [(f.run_id, f.sequence_number, f.model, [s for s, _ in f.frames]) for f in formations] == \
+        [(r, 0, "CLIPGuided", [0, 2, 4]) for r in sorted(run_ids)]
+    report = Report(title="x", markdown="")
+    lines = formation.section(report, formations)
+    assert lines[0] == "## 7. How the images formed"
+    assert [row["frames"] for row in report.tables["formation"]] == [3, 3]
+    strip = Image.open(io.BytesIO(report.figures["formation.png"]))
+    assert strip.height == 2 * (formation.FRAME_PX + formation.LABEL_PX + 2)
+    assert formation.section(Report(title="y", markdown=""), []) == []

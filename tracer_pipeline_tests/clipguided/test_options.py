@@ -1,6 +1,7 @@
 """Network entries with model options: validation, defaults, run identity, list-models."""
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -112,3 +113,10 @@ def test_list_models_shows_each_models_options_and_defaults(settings):
     assert by_name["CLIPGuided"]["options"]["steps"] == {
         "default": 150, "accepts": "an integer from 1 to 10000", "meaning": "optimisation steps (Adam)"}
     assert by_name["SceneI2T"]["options"] == {}
+
+
+def test_the_shipped_experiment_is_valid_and_guides_the_faithful_captioner():
+    shipped = load_experiment(Path(__file__).parents[2] / "experiments" / "clip-guided-scenes.json")
+    assert shipped.networks[0] == ("CLIPGuided", "SceneI2T")
+    assert dict(shipped.network_options[1][0])["prompt_right"] == "a large blue square in the centre"
+    assert len({r.run_id for r in shipped.runs()}) == 8
