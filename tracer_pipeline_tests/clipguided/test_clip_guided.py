@@ -97,6 +97,14 @@ def test_real_models_without_weights_fail_at_once_naming_what_is_missing(tmp_pat
         models.get(name)
 
 
+def test_registering_a_real_model_without_weights_names_both_repositories(tmp_path, monkeypatch):
+    from tracer_pipeline.models.weights import missing_weights
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    [line] = missing_weights(["CLIPGuided-ViT-B-32"], resolve_load_options("cpu", "auto", tmp_path / "models"))
+    assert "laion/CLIP-ViT-B-32-laion2B-s34B-b79K, stabilityai/sd-vae-ft-mse are not all on this machine" in line
+
+
 CONFIG = {"name": "guided", "networks": [[{"model": "CLIPGuided", **FAST}, "SceneI2T"]], "seeds": [3],
           "prompts": [PROMPT], "embedding_models": ["SceneCLIP"], "max_length": 2}
 
@@ -136,6 +144,9 @@ def test_a_version_1_store_is_read_as_it_is_and_upgraded_when_written(tmp_path):
         connection.execute("UPDATE tracer_store_meta SET value = '1' WHERE key = 'schema_version'")
     reader = TraceStore(f"sqlite:///{path}", read_only=True)
     assert reader.intermediate_outputs([run_id]) == [] and reader.get_run(run_id).run_id == run_id
+    from tracer_pipeline.store.copy import copy_experiment
+
+    assert copy_experiment(reader, "guided", f"sqlite:///{tmp_path / 'copy.sqlite'}")["runs"] == 1
     reader.close()
     TraceStore(f"sqlite:///{path}").close()
     with sqlite3.connect(path) as connection:
