@@ -187,8 +187,10 @@ def main() -> None:
             summary["panoramas"] = {label: {k: v for k, v in p.items() if k != "images"}
                                     for label, p in panorama.items()}
             if args.images:
-                for label in ("without", "with"):
-                    contact_sheet(panorama[label]["images"][:6], 3).save(DOCS / f"panoramas-{label}-semantic.png")
+                for label in ("without", "with"):  # one row per prompt pair, its first three seeds
+                    per_pair = len(panorama[label]["images"]) // len(PANORAMA_PAIRS)
+                    shown = [image for i, image in enumerate(panorama[label]["images"]) if i % per_pair < 3]
+                    contact_sheet(shown, min(3, per_pair)).save(DOCS / f"panoramas-{label}-semantic.png")
         store.close()
     print(json.dumps(summary, indent=1))
 

@@ -4,9 +4,9 @@
   grey background (or over an init image). Each shape is a soft-edged star-shaped region whose
   radius around its centre is a low-order Fourier series in the angle, with a colour: the
   parameters are centres, radii, Fourier coefficients and colours, not pixels. Why: optimised
-  pixel by pixel (or as an upsampled low-resolution grid), SceneCLIP is satisfied by faint
-  noise-like patterns that the captioner reads as nothing in particular (measured: 1 of 6 and 0
-  of 6 prompts); SceneWorld pictures are flat shapes on grey, and this canvas can only draw those.
+  as a low-resolution grid of colours upsampled to 64 px, SceneCLIP is satisfied by faint
+  noise-like patterns that the captioner reads as the prompt in 1, 1 and 0 of 6 tries (see
+  BENCHMARKS.md); SceneWorld pictures are flat shapes on grey, and this canvas can only draw those.
 - :class:`LatentCanvas` (real and tiny): the latent of a diffusers autoencoder, decoded by it, as
   VQGAN+CLIP optimises a VQGAN's latent.
 """
