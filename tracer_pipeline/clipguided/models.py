@@ -14,7 +14,7 @@ module never imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -104,8 +104,8 @@ class CLIPGuidedModel:
     """Text → image by optimising ``canvas`` so that ``guide`` scores its cutouts against the
     text; returns :class:`FormedImage` outputs (the image and the images it passed through)."""
 
-    guide: Any
-    canvas_factory: Any  # () -> a fresh canvas (a canvas holds per-image state)
+    guide: Any  # a clipguided.optimise.Guide
+    canvas_factory: Callable[[], Any]  # a fresh clipguided.optimise.Canvas (it holds per-image state)
     params: Mapping[str, Any]
     init: Image.Image | None
 

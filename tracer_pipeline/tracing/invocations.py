@@ -4,6 +4,10 @@ Runs advance in lockstep: at every round, the runs whose next model is the same 
 into one model call (per-item seeds, so a run's outputs do not depend on what it is batched
 with). A run resumes from its stored prefix; stored invocations made by another model version
 are deleted from the first mismatch on (with what was derived from them) and recomputed.
+A model with options is called as the run's identity configures it (its resolved options, from the
+run's specification). A model that forms its output by optimisation returns a ``FormedImage``: the
+image is the invocation's output, and the images it passed through are stored with it, in the
+same transaction, as its intermediate outputs.
 
 With ``seed_mode`` "fixed" every invocation of a run uses the run's seed, so a run is the orbit
 of a deterministic map: when an output repeats an earlier output at the same position in the
