@@ -92,8 +92,8 @@ def _check(params: Mapping[str, Any], multiple: int) -> list[str]:
         problems.append(f"cut_min: {params['cut_min']} is larger than cut_max {params['cut_max']}")
     for key in ("width", "height"):
         if params[key] % multiple:
-            problems.append(f"{key}: {params[key]} is not a multiple of {multiple} (the autoencoder halves "
-                            "the image that many times)")
+            problems.append(f"{key}: {params[key]} is not a multiple of {multiple} (the autoencoder's latent "
+                            f"has one cell per {multiple}×{multiple} pixels)")
     if params["prompt_right"] is not None and not params["prompt_right"].strip():
         problems.append("prompt_right: is empty; give a prompt or null")
     return problems

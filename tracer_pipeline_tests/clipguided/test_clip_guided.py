@@ -74,6 +74,24 @@ def test_same_seed_same_bytes_other_seed_other_image(pool, name, options):
     assert first.steps[-1][1].tobytes() == first.image.tobytes()
 
 
+@pytest.mark.parametrize("name", ["CLIPGuided", "TinyCLIPGuided"])
+def test_an_init_image_is_where_the_optimisation_starts_and_must_not_change(tmp_path, pool, name):
+    from PIL import Image
+
+    from tracer_pipeline.errors import ModelLoadError
+    from tracer_pipeline.models.options import resolve_options
+
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / "red.png")
+    params, problems = resolve_options(get_model(name), {**FAST, "init_image": "red.png"}, tmp_path)
+    assert problems == []
+    [started] = pool.get(name, params).generate([PROMPT], [7])
+    [plain] = pool.get(name, configured(name)).generate([PROMPT], [7])
+    assert started.steps[0][1].tobytes() != plain.steps[0][1].tobytes()
+    Image.new("RGB", (64, 64), (0, 0, 0)).save(tmp_path / "red.png")
+    with pytest.raises(ModelLoadError, match="has changed since the run was registered"):
+        ModelPool(resolve_load_options("cpu", "auto", Settings.resolve().model_dir)).get(name, params)
+
+
 def test_models_with_other_options_are_loaded_apart(pool):
     fast = pool.get("CLIPGuided", configured("CLIPGuided"))
     assert pool.get("CLIPGuided", configured("CLIPGuided", steps=2)) is not fast
