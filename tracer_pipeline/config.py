@@ -17,6 +17,10 @@ A steering run (config key ``steering``: a noise-to-image generator steered towa
 pairwise preferences) has ``{"kind": "steering", "generator": {"name": <generator>, "params": {…}},
 "options": {<resolved options>}, "target": <caption or null>, "target_image_sha256": <sha256 of
 the pixels or null>, "seed": <int>}``.
+A network entry is a model name or ``{"model": NAME, <option>: value, …}`` for a model that takes
+options (``trajectory-tracer list-models`` shows them); its ``params`` in the specification are
+then its resolved options (its defaults overridden), so naming it alone and giving it its
+defaults are the same run, and models without options keep the ids they always had.
 ``max_length`` (invocations, generations, or rounds) is not part of any: a longer
 run extends the stored prefix of a shorter one, and the same run named by two experiments is
 one run. Model aliases resolve to the canonical name first, so ``clip-vit-base-patch32`` and
@@ -39,6 +43,7 @@ from PIL import Image, UnidentifiedImageError
 
 from tracer_pipeline.errors import ConfigError, UnknownModelError
 from tracer_pipeline.models.base import Modality, ModelKind, output_digest
+from tracer_pipeline.models.options import resolve_options
 from tracer_pipeline.models.registry import get_model
 
 # Persistence diagrams of a trajectory cost about N^3: at 2,000 points full Rips already takes
@@ -63,6 +68,10 @@ class RunKind(StrEnum):
     NETWORK = "network"  # models in a cycle: each output is the next input
     SELF_CONSUMING = "self_consuming"  # a generator retrained on its own samples
     STEERING = "steering"  # a generator's noise steered toward a target by pairwise preferences
+
+
+# A network entry's resolved options, sorted by name; () for a model that takes none.
+ModelOptions = tuple[tuple[str, Any], ...]
 
 
 def canonical_json(value: Any) -> str:
@@ -91,6 +100,7 @@ class RunSpec:
     seed_mode: str = DEFAULT_SEED_MODE
     generator_options: tuple[tuple[str, Any], ...] | None = None  # self-consuming runs only
     steering_options: tuple[tuple[str, Any], ...] | None = None  # steering runs only (see frozen_options)
+    model_options: tuple[ModelOptions, ...] = ()  # per network entry; () when no model takes options
 
     @property
     def kind(self) -> RunKind:
@@ -108,7 +118,9 @@ class RunSpec:
                     "generator": {"name": self.network[0], "params": dict(self.generator_options)},
                     "seed": self.seed}
         spec: dict[str, Any] = {
-            "network": [get_model(name).identity() for name in self.network],
+            "network": [get_model(name).configured(dict(options) if options else None).identity()
+                        for name, options in zip(self.network, self.model_options or ((),) * len(self.network),
+                                                 strict=True)],
             "prompt": self.prompt,
             "initial_image_sha256": self.initial_image_sha256,
             "seed": self.seed,
@@ -168,6 +180,8 @@ class Experiment:
     # (generator name, resolved options sorted by name) per self_consuming entry
     self_consuming: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     steering: tuple[SteeringEntry, ...] = ()
+    # per network, each entry's resolved options; () for a network of models without options
+    network_options: tuple[tuple[ModelOptions, ...], ...] = ()
 
     @property
     def config_hash(self) -> str:
@@ -177,15 +191,17 @@ class Experiment:
         """runs = networks × (prompts or initial images) × seeds, then self-consuming entries ×
         seeds, then steering entries × seeds, in config order."""
         specs: list[RunSpec] = []
-        for network in self.networks:
+        for i, network in enumerate(self.networks):
             starts_with_text = get_model(network[0]).input_modality is Modality.TEXT
+            options = self.network_options[i] if self.network_options else ()
             for seed in (*self.seeds, *extra_seeds):
                 if starts_with_text:
-                    specs.extend(RunSpec(network, seed, prompt=p, seed_mode=self.seed_mode) for p in self.prompts)
+                    specs.extend(RunSpec(network, seed, prompt=p, seed_mode=self.seed_mode, model_options=options)
+                                 for p in self.prompts)
                 else:
                     specs.extend(
                         RunSpec(network, seed, initial_image_path=path, initial_image_sha256=digest,
-                                seed_mode=self.seed_mode)
+                                seed_mode=self.seed_mode, model_options=options)
                         for path, digest in self.initial_images
                     )
         for generator, options in self.self_consuming:
@@ -229,7 +245,10 @@ def _string_list(data: dict, key: str, problems: list[str], what: str) -> list[s
     return good
 
 
-def _check_networks(data: dict, problems: list[str]) -> list[tuple[str, ...]]:
+def _check_networks(data: dict, problems: list[str],
+                    base_dir: Path) -> list[tuple[tuple[str, ...], tuple[ModelOptions, ...]]]:
+    """Each valid network's canonical model names and its entries' resolved options (() for a
+    network whose models take none)."""
     value = data["networks"]
     if not isinstance(value, list):
         problems.append(f"networks: expected a list of networks (lists of model names), got {_type_name(value)}")
@@ -237,15 +256,22 @@ def _check_networks(data: dict, problems: list[str]) -> list[tuple[str, ...]]:
     if not value:
         problems.append("networks: is empty; give at least one network, e.g. [\"DummyT2I\", \"DummyI2T\"]")
         return []
-    networks: list[tuple[str, ...]] = []
+    networks: list[tuple[tuple[str, ...], tuple[ModelOptions, ...]]] = []
     for i, network in enumerate(value):
         if not isinstance(network, list) or not network:
             problems.append(f"networks[{i}]: expected a non-empty list of model names, got {_type_name(network)}")
             continue
         specs = []
-        for j, name in enumerate(network):
-            if not isinstance(name, str):
-                problems.append(f"networks[{i}][{j}]: expected a model name, got {_type_name(name)}")
+        entry_options: list[ModelOptions] = []
+        for j, entry in enumerate(network):
+            given: dict[str, Any] = {}
+            if isinstance(entry, dict) and isinstance(entry.get("model"), str):
+                name, given = entry["model"], {k: v for k, v in entry.items() if k != "model"}
+            elif isinstance(entry, str):
+                name = entry
+            else:
+                problems.append(f'networks[{i}][{j}]: expected a model name or {{"model": NAME, …options}}, '
+                                f"got {_type_name(entry)}")
                 continue
             try:
                 spec = get_model(name)
@@ -270,7 +296,12 @@ def _check_networks(data: dict, problems: list[str]) -> list[tuple[str, ...]]:
                     f'"steering": [{{"generator": "{name}", "target": CAPTION}}] instead'
                 )
                 continue
+            resolved, option_problems = resolve_options(spec, given, base_dir)
+            problems.extend(f"networks[{i}][{j}] ({spec.name}) option {p}" for p in option_problems)
+            if option_problems:
+                continue
             specs.append(spec)
+            entry_options.append(tuple(sorted(resolved.items())) if spec.options else ())
         if len(specs) != len(network):
             continue
         for j, spec in enumerate(specs):
@@ -284,9 +315,11 @@ def _check_networks(data: dict, problems: list[str]) -> list[tuple[str, ...]]:
                 )
                 break
         else:
-            canonical = tuple(spec.name for spec in specs)
+            canonical = (tuple(spec.name for spec in specs),
+                         tuple(entry_options) if any(entry_options) else ())
             if canonical in networks:
-                problems.append(f"networks[{i}]: duplicate network {list(canonical)}")
+                problems.append(f"networks[{i}]: duplicate network {list(canonical[0])}"
+                                + (" with the same options" if canonical[1] else ""))
             else:
                 networks.append(canonical)
     return networks
@@ -316,7 +349,8 @@ def parse_experiment(
             "(it names the experiment in the store and in Dagster)"
         )
 
-    networks = _check_networks(data, problems) if "networks" in data else []
+    checked_networks = _check_networks(data, problems, base_dir or Path.cwd()) if "networks" in data else []
+    networks = [names for names, _ in checked_networks]
     generators = _check_self_consuming(data["self_consuming"], problems) if "self_consuming" in data else []
     steering = (_check_steering(data["steering"], problems, base_dir or Path.cwd())
                 if "steering" in data else [])
@@ -421,6 +455,8 @@ def parse_experiment(
         max_length=max_length, stop_when_stuck=stop_when_stuck, max_homology_dim=max_dim,
         seed_schedule=schedule, seed_mode=seed_mode, raw=data, self_consuming=tuple(generators),
         steering=tuple(steering),
+        network_options=(tuple(options for _, options in checked_networks)
+                         if any(options for _, options in checked_networks) else ()),
     )
 
 

@@ -96,7 +96,8 @@ def status(obj: Context, experiment: str | None) -> None:
 @pass_context
 def list_models(obj: Context, as_json: bool) -> None:
     """Every model: name, kind, family (real/tiny/dummy), modalities, source, and whether its
-    weights are available on this machine.
+    weights are available on this machine; then, for models that take options in a network entry
+    ({"model": NAME, <option>: value}), each option with its default and what it accepts.
 
     \b
     Example:
@@ -110,6 +111,8 @@ def list_models(obj: Context, as_json: bool) -> None:
         "name": spec.name, "kind": str(spec.kind), "family": str(spec.family), "modalities": spec.modalities,
         "source": spec.source, "weights_available": bool(spec.weights_available(options)),
         "aliases": list(spec.aliases), "description": spec.description,
+        "options": {key: {"default": spec.params.get(key), "accepts": option.describe(), "meaning": option.meaning}
+                    for key, option in sorted(spec.options.items())},
     } for spec in all_models()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -117,3 +120,8 @@ def list_models(obj: Context, as_json: bool) -> None:
     print_table([[r["name"], r["kind"], r["family"], ",".join(r["modalities"]), r["source"],
                   "yes" if r["weights_available"] else "no"] for r in rows],
                 ["NAME", "KIND", "FAMILY", "MODALITIES", "SOURCE", "WEIGHTS HERE"])
+    for r in rows:
+        if r["options"]:
+            click.echo(f"\n{r['name']} options (in a network: {{\"model\": \"{r['name']}\", <option>: value}}):")
+            print_table([[key, json.dumps(o["default"]), f"{o['accepts']}: {o['meaning']}"]
+                         for key, o in r["options"].items()], ["OPTION", "DEFAULT", "ACCEPTS"])

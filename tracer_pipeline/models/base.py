@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -178,6 +178,45 @@ class EmbeddingModel(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FormedImage:
+    """An image output and the images it passed through on its way, as (step, image): what a
+    model that forms its output by optimisation returns. The invocation stores ``image`` as its
+    output and ``steps`` as its intermediate outputs."""
+
+    image: Image.Image
+    steps: tuple[tuple[int, Image.Image], ...]
+
+
+@dataclass(frozen=True)
+class ModelOption:
+    """An option a network entry may set on a model, as in ``{"model": NAME, <option>: value}``.
+    Its default is the model's ``params`` entry of the same name, so a model named without
+    options and one given its defaults are the same model in a run's identity.
+
+    ``type`` is ``int``, ``float``, ``str``, ``bool`` or ``Path`` (an image file, resolved
+    against the experiment file's folder); ``low``/``high`` bound numbers; ``nullable`` allows
+    ``null``.
+    """
+
+    type: type
+    meaning: str
+    low: float | None = None
+    high: float | None = None
+    nullable: bool = False
+
+    def describe(self) -> str:
+        """What the option accepts, for error messages and ``list-models``."""
+        if self.type is Path:
+            what = "a path to an image file"
+        elif self.type in (int, float) and self.low is not None and self.high is not None:
+            noun = "an integer" if self.type is int else "a number"
+            what = f"{noun} from {self.low:g} to {self.high:g}"
+        else:
+            what = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[self.type]
+        return what + (" or null" if self.nullable else "")
+
+
 # A loader returns an adapter: a GenerativeModel, an EmbeddingModel, or for a GENERATOR the
 # shared part of a self-consuming generator (tracer_pipeline.selfconsuming.generators), or for a
 # NOISE_TO_IMAGE a NoiseGenerator (tracer_pipeline.steering.generators).
@@ -205,6 +244,12 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()
     weights_available: Callable[[LoadOptions], bool] = field(
         default=lambda options: True, repr=False, compare=False
+    )
+    # What a network entry may set (defaults in ``params``), and the checks across options
+    # (e.g. a range whose low end must not pass its high end): problems as "option: why".
+    options: Mapping[str, ModelOption] = field(default_factory=dict, compare=False)
+    check_options: Callable[[Mapping[str, Any]], list[str]] = field(
+        default=lambda params: [], repr=False, compare=False
     )
 
     @property
@@ -236,6 +281,13 @@ class ModelSpec:
     def identity(self) -> dict[str, Any]:
         """The part of this model that belongs in a run's identity."""
         return {"name": self.name, "params": dict(sorted(self.params.items()))}
+
+    def configured(self, params: Mapping[str, Any] | None) -> ModelSpec:
+        """This model with a network entry's resolved options as its ``params`` (itself for a
+        model without options, whose params are fixed by the registry)."""
+        if not self.options or params is None:
+            return self
+        return replace(self, params=dict(params))
 
 
 def image_to_png(image: Image.Image) -> bytes:

@@ -4,10 +4,11 @@ budget, freed on release."""
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,18 @@ def resident_bytes(model: Any) -> int:
     return total
 
 
+OPTIONS_SEPARATOR = " "  # model names hold no spaces (config.NAME_PATTERN's characters)
+
+
+def model_key(name: str, params: Mapping[str, Any] | None = None) -> str:
+    """What the pool keeps a loaded model under: its canonical name, followed for a model with
+    options by its resolved options as canonical JSON."""
+    spec = get_model(name)
+    if not spec.options or params is None:
+        return spec.name
+    return spec.name + OPTIONS_SEPARATOR + json.dumps(dict(params), sort_keys=True, separators=(",", ":"))
+
+
 class ModelPool:
     """Loads models by registry name on first use and keeps them while they fit in the memory
     budget.
@@ -134,9 +147,12 @@ class ModelPool:
         self._needed: set[str] = set()
         self.events: list[tuple[str, str]] = []
 
-    def prepare(self, names: Iterable[str]) -> None:
-        """Make room for a group of work that needs the models ``names``."""
-        self._needed = {get_model(n).name for n in names}
+    def prepare(self, names: Iterable[str], params: Iterable[Mapping[str, Any] | None] | None = None) -> None:
+        """Make room for a group of work that needs the models ``names`` (with ``params``, one
+        per name, for models with options)."""
+        names = list(names)
+        params = list(params) if params is not None else [None] * len(names)
+        self._needed = {model_key(n, p) for n, p in zip(names, params, strict=True)}
         coming = sum(self._sizes.get(n, 0) for n in self._needed if n not in self._loaded)
         self._fit(coming)
 
@@ -162,11 +178,14 @@ class ModelPool:
             self._options = self._options()
         return self._options
 
-    def get(self, name: str) -> GenerativeModel | EmbeddingModel:
-        spec = get_model(name)
-        if spec.name in self._loaded:
-            self._loaded[spec.name] = self._loaded.pop(spec.name)  # most recently used
-            return self._loaded[spec.name]
+    def get(self, name: str, params: Mapping[str, Any] | None = None) -> GenerativeModel | EmbeddingModel:
+        """The model ``name``, loaded on first use; a model with options is loaded (and kept)
+        once per distinct ``params`` (its resolved options), since they shape the adapter."""
+        spec = get_model(name).configured(params)
+        key = model_key(name, params)
+        if key in self._loaded:
+            self._loaded[key] = self._loaded.pop(key)  # most recently used
+            return self._loaded[key]
         options = DUMMY_OPTIONS if spec.family is Family.DUMMY else self.options
         try:
             model = spec.loader(spec, options)
@@ -175,12 +194,12 @@ class ModelPool:
         except Exception as exc:
             raise ModelLoadError(f"could not load model {spec.name} ({spec.source}) on "
                                  f"{options.device}: {type(exc).__name__}: {exc}") from exc
-        self._loaded[spec.name] = model
-        self._sizes[spec.name] = resident_bytes(model)
-        self.events.append(("load", spec.name))
-        log.info("loaded %s (%.1f MB)", spec.name, self._sizes[spec.name] / 2**20)
+        self._loaded[key] = model
+        self._sizes[key] = resident_bytes(model)
+        self.events.append(("load", key))
+        log.info("loaded %s (%.1f MB)", key, self._sizes[key] / 2**20)
         self._pin_threads()
-        self._needed.add(spec.name)
+        self._needed.add(key)
         self._fit()
         return model
 
@@ -204,7 +223,8 @@ class ModelPool:
             torch.cuda.empty_cache()
 
     def release(self, name: str | None = None) -> None:
-        """Drop one model (or all) and return its memory, GPU memory included."""
-        for n in [get_model(name).name] if name else list(self._loaded):
-            if n in self._loaded:
-                self._free(n)
+        """Drop one model (every loaded configuration of it), or all, and return the memory,
+        GPU memory included."""
+        for key in list(self._loaded):
+            if name is None or key.partition(OPTIONS_SEPARATOR)[0] == get_model(name).name:
+                self._free(key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 
+from tracer_pipeline.clipguided import models as clip_guided
 from tracer_pipeline.errors import UnknownModelError
 from tracer_pipeline.models import captioning, clip, diffusion, dummy
 from tracer_pipeline.models.base import ModelSpec
@@ -13,7 +14,7 @@ from tracer_pipeline.steering import generators as steering
 
 _SPECS: list[ModelSpec] = [*dummy.SPECS, *diffusion.SPECS, *captioning.SPECS, *clip.SPECS,
                            *sceneworld.SPECS, *self_consuming.SPECS,
-                           *steering.SPECS]
+                           *steering.SPECS, *clip_guided.SPECS]
 _BY_NAME: dict[str, ModelSpec] = {}
 for _spec in _SPECS:
     for _name in (_spec.name, *_spec.aliases):

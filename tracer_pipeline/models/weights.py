@@ -109,6 +109,12 @@ def missing_weights(names: Iterable[str], options: LoadOptions) -> list[str]:
         if spec.weights_available(options):
             continue
         if spec.family is Family.REAL:
+            repos = spec.source.split(" + ")  # a model made of several repositories: "A + B"
+            if len(repos) > 1:
+                lines.append(f"{spec.name}: the weights of Hugging Face repositories {', '.join(repos)} are not all "
+                             f"on this machine; fetch each missing one with `hf download REPO` (into the cache "
+                             f"{hf_hub_cache()}) or copy its files into {Path(options.model_dir)}/REPO")
+                continue
             local = Path(options.model_dir) / spec.source
             lines.append(f"{spec.name}: weights of Hugging Face repository {spec.source} are not on this "
                          f"machine; fetch them with `hf download {spec.source}` (into the cache "

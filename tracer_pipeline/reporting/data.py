@@ -100,6 +100,16 @@ class SteeringData:
 
 
 @dataclass(frozen=True)
+class FormationData:
+    """How one invocation's output formed: the images it passed through, by optimisation step."""
+
+    run_id: str
+    sequence_number: int
+    model: str
+    frames: tuple[tuple[int, Image.Image], ...]
+
+
+@dataclass(frozen=True)
 class ExperimentData:
     name: str
     embedding_model: str
@@ -108,6 +118,8 @@ class ExperimentData:
     clusters: ClusterData | None = None  # None until the clusters asset has run
     generations: list[GenerationsData] = field(default_factory=list)  # this experiment's self-consuming runs
     steering: list[SteeringData] = field(default_factory=list)  # this experiment's steering runs
+    # the first formed invocation of each of this experiment's runs that has intermediate outputs
+    formations: list[FormationData] = field(default_factory=list)
 
 
 @dataclass

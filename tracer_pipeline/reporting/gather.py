@@ -12,6 +12,7 @@ from tracer_pipeline.reporting.data import (
     ClusterData,
     ClusterMedoid,
     ExperimentData,
+    FormationData,
     GenerationsData,
     RunData,
     SteeringData,
@@ -117,7 +118,8 @@ def experiment_data(store: TraceStore, experiment: str, embedding_model: str | N
     generations = [generations_data(store, run) for run in own_runs if run.kind is RunKind.SELF_CONSUMING]
     steering = [steering_data(store, run) for run in own_runs if run.kind is RunKind.STEERING]
     return ExperimentData(experiment, model, runs, all_runs, cluster_data(store, experiment, model),
-                          sorted(generations, key=lambda g: g.run_id), sorted(steering, key=lambda g: g.run_id))
+                          sorted(generations, key=lambda g: g.run_id), sorted(steering, key=lambda g: g.run_id),
+                          formation_data(store, sorted(own)))
 
 
 def steering_data(store: TraceStore, run: RunRecord) -> SteeringData:
@@ -134,6 +136,18 @@ def steering_data(store: TraceStore, run: RunRecord) -> SteeringData:
         destination_reward=column([r.destination_reward for r in records]),
         feedback_similarity=column([r.target_similarity for r in records]),
     )
+
+def formation_data(store: TraceStore, run_ids: list[str]) -> list[FormationData]:
+    """Per run, the first invocation with intermediate outputs and the images it passed through."""
+    first: dict[str, list] = {}
+    for record in store.intermediate_outputs(run_ids):
+        frames = first.setdefault(record.run_id, [])
+        if not frames or frames[0].invocation_id == record.invocation_id:
+            frames.append(record)
+    models = {inv.id: inv.model for run_id in first for inv in store.invocations(run_id)}
+    return [FormationData(run_id, frames[0].sequence_number, models[frames[0].invocation_id],
+                          tuple((r.step, r.image) for r in frames))
+            for run_id, frames in first.items()]
 
 
 def generations_data(store: TraceStore, run: RunRecord) -> GenerationsData:

@@ -9,6 +9,7 @@ answer, a sentence saying why (:mod:`tracer_pipeline.reporting.findings`).
 5. Which states do the runs pass through? (:mod:`.sections.clusters`)
 6. For self-consuming runs: does the generator collapse, and when? (:mod:`.sections.collapse`)
 7. For steering runs: does the output move toward its target? (:mod:`.sections.steering`)
+8. For outputs formed by optimisation: how did the image form? (:mod:`.sections.formation`)
 
 Each section first computes its findings (valid or not, why, the numbers), then renders its
 Markdown from them; the JSON report (:meth:`ExperimentReport.to_json`) renders the same findings.
@@ -41,6 +42,7 @@ from tracer_pipeline.reporting.sections import (
     collapse,
     drift,
     factors,
+    formation,
     overview,
     precedents,
     steering,
@@ -69,7 +71,8 @@ def build_report(data: ExperimentData, comparison: StoreComparison | None,
     ``divergence`` and ``divergence_by_step``, ``stuck_fractions``, ``diversity_collapse``,
     ``nearest_earlier_runs``, ``attractors``, ``factor_effects``, ``clusters``,
     ``cluster_transitions`` and ``cluster_sequences``; with self-consuming runs also ``collapse``
-    and ``collapse_by_generation``; with steering runs ``steering`` and ``steering_by_round``.
+    and ``collapse_by_generation``; with steering runs ``steering`` and ``steering_by_round``;
+    with outputs formed by optimisation ``formation``.
 
     ``comparison`` is the store-wide comparison for ``data.embedding_model`` (``compare_store``);
     without it the report says it has not been computed and answers question 3 from end states
@@ -90,6 +93,7 @@ def build_report(data: ExperimentData, comparison: StoreComparison | None,
         lines += clusters.section(report, data, measures)
         lines += collapse.section(report, data)
         lines += steering.section(report, data)
+        lines += formation.section(report, data.formations)
     report.sections = {name: report.sections[name] for name in SECTIONS}
     report.markdown = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
     return report

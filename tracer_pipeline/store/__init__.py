@@ -3,6 +3,7 @@ from tracer_pipeline.store.records import (
     ClusterRecord,
     DiagramRecord,
     GenerationRecord,
+    IntermediateRecord,
     InvocationRecord,
     Orphan,
     PreferenceRecord,
@@ -14,8 +15,8 @@ from tracer_pipeline.store.records import (
 from tracer_pipeline.store.store import NewInvocation, TraceStore, bytes_to_vector, vector_to_bytes
 
 __all__ = [
-    "AttractorData", "ClusterRecord", "DiagramRecord", "GenerationRecord", "InvocationRecord", "NewInvocation",
-    "Orphan", "PreferenceRecord", "RunRecord", "SteeringRoundRecord", "StoreComparison", "StoredEmbedding",
-    "TraceStore",
+    "AttractorData", "ClusterRecord", "DiagramRecord", "GenerationRecord", "IntermediateRecord", "InvocationRecord",
+    "NewInvocation", "Orphan", "PreferenceRecord", "RunRecord", "SteeringRoundRecord", "StoreComparison",
+    "StoredEmbedding", "TraceStore",
     "bytes_to_vector", "vector_to_bytes",
 ]

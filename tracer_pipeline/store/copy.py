@@ -49,7 +49,7 @@ def copy_experiment(source: TraceStore, name: str, target_url: str) -> dict[str,
             invocation_ids = list(s.scalars(select(Base.metadata.tables["invocations"].c.id).where(
                 Base.metadata.tables["invocations"].c.run_id.in_(run_ids))))
             for table in Base.metadata.sorted_tables:
-                if table.name in NOT_COPIED:
+                if table.name in NOT_COPIED or table.name not in source._tables:  # absent from an older store
                     continue
                 for condition in _selection(table, experiment.id, name, run_ids, invocation_ids):
                     query = select(table).where(condition).order_by(*table.primary_key.columns)  # inputs first

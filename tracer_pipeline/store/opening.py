@@ -4,7 +4,10 @@ version can use, before anything is read or written.
 A database is accepted when it is empty (a new store: created only when opened for writing),
 or when it carries this store's kind and :data:`SCHEMA_VERSION` in ``tracer_store_meta``, or
 when it holds the trace tables with every column this version needs but no version yet (a store
-written before versions were recorded: stamped when opened for writing). Anything else (another
+written before versions were recorded: stamped when opened for writing), or when its version is
+one of :data:`ADDITIVE_UPGRADES`: versions that later ones only added tables to, so it is
+brought up to date when opened for writing (the tables are created, the version stamped) and
+read as it is when opened read-only (the tables it lacks read as empty). Anything else (another
 application's database, a newer or older schema, a file that is not a database) is refused with
 a :class:`StoreOpenError` naming the database, and left exactly as it was.
 
@@ -20,7 +23,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event, func, inspect, select
+from sqlalchemy import Engine, create_engine, event, func, inspect, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -28,6 +31,8 @@ from tracer_pipeline.errors import StoreOpenError
 from tracer_pipeline.store.schema import SCHEMA_VERSION, Base, StoreMetaRow
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+# Older schema versions from which every change up to SCHEMA_VERSION only added tables.
+ADDITIVE_UPGRADES = frozenset({"1"})
 STORE_KIND = "tracer_pipeline trace store"
 # The tables that make a database a trace store, whatever else a later version adds.
 CORE_TABLES = ("experiments", "experiment_runs", "runs", "invocations", "embeddings", "persistence_diagrams")
@@ -174,6 +179,9 @@ def check_schema(engine: Engine, url: str, create: bool, allow_empty: bool = Fal
             if not connection.execute(select(StoreMetaRow.key)).first():
                 connection.execute(StoreMetaRow.__table__.insert(), [
                     {"key": "kind", "value": STORE_KIND}, {"key": "schema_version", "value": str(SCHEMA_VERSION)}])
+            elif meta.get("schema_version") in ADDITIVE_UPGRADES:
+                connection.execute(update(StoreMetaRow).where(StoreMetaRow.key == "schema_version")
+                                   .values(value=str(SCHEMA_VERSION)))
     except DBAPIError as exc:
         raise StoreOpenError(f"cannot write to the trace store {where}: {exc.orig}") from None
     return set(Base.metadata.tables) | tables
@@ -193,7 +201,7 @@ def _check_kind(where: str, tables: set[str], meta: dict[str, str]) -> None:
         raise StoreOpenError(f"{where} is not a trace store (its tracer_store_meta names "
                              f"{meta.get('kind')!r}); it was left untouched")
     version = meta.get("schema_version", "")
-    if version != str(SCHEMA_VERSION):
+    if version != str(SCHEMA_VERSION) and version not in ADDITIVE_UPGRADES:
         newer = version.isdigit() and int(version) > SCHEMA_VERSION
         hint = ("it was written by a newer tracer_pipeline: upgrade this one" if newer else
                 "copy what you need with the tracer_pipeline version that wrote it")

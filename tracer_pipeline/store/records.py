@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+from PIL import Image
 
 from tracer_pipeline.config import DEFAULT_SEED_MODE, RunKind
 from tracer_pipeline.errors import StoreError
@@ -52,6 +53,11 @@ class RunRecord:
         """Which engine computes this run's steps (network runs' specifications have no kind)."""
         return RunKind(self.spec.get("kind", RunKind.NETWORK))
 
+    def model_params(self, position: int) -> dict:
+        """The params of the network's model at ``position`` as the run's identity holds them:
+        for a model with options, the options it runs with."""
+        return dict(self.spec["network"][position]["params"])
+
     @property
     def initial_input(self) -> Output:
         """The prompt, or the initial image: the input of invocation 0."""
@@ -91,6 +97,21 @@ class InvocationRecord:
         if self.output_type == "image" and self.output_image is not None:
             return png_to_image(self.output_image)
         raise StoreError(f"invocation {self.run_id}#{self.sequence_number} has no output ({self.error})")
+
+
+@dataclass(frozen=True)
+class IntermediateRecord:
+    """An image an invocation's output passed through at optimisation step ``step``."""
+
+    run_id: str
+    sequence_number: int
+    invocation_id: int
+    step: int
+    image_png: bytes
+
+    @property
+    def image(self) -> Image.Image:
+        return png_to_image(self.image_png)
 
 
 @dataclass(frozen=True)

@@ -279,7 +279,24 @@ class PreferenceRow(Base):
     choice: Mapped[str] = mapped_column(String(16))
 
 
-SCHEMA_VERSION = 1  # raised whenever a table or column changes meaning; see store/opening.py
+
+class IntermediateOutputRow(Base):
+    """An image an invocation's output passed through while it was formed (every k-th step of a
+    CLIP-guided optimisation), written with its invocation and deleted with it."""
+
+    __tablename__ = "intermediate_outputs"
+    __table_args__ = (UniqueConstraint("invocation_id", "step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invocation_id: Mapped[int] = mapped_column(ForeignKey("invocations.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    image: Mapped[bytes] = mapped_column(LargeBinary)  # PNG
+
+
+# Raised whenever a table or column changes meaning; see store/opening.py.
+# 2: the intermediate_outputs, steering_rounds and preferences tables (added to a version 1 store
+#    when it is opened for writing).
+SCHEMA_VERSION = 2
 
 
 class StoreMetaRow(Base):

@@ -28,6 +28,8 @@ def _array(data: bytes, shape: list[int]) -> np.ndarray:
 
 
 class SteeringTables:
+    _tables: set[str]
+
     def session(self) -> AbstractContextManager[Session]:
         """One write transaction (TraceStore's)."""
         raise NotImplementedError
@@ -56,7 +58,10 @@ class SteeringTables:
                 second_similarity=p.second_similarity, choice=p.choice) for p in record.preferences)
 
     def steering_rounds(self, run_id: str) -> list[SteeringRoundRecord]:
-        """A steering run's stored rounds with their preferences, in order."""
+        """A steering run's stored rounds with their preferences, in order (none in a store of an
+        older schema opened read-only)."""
+        if SteeringRoundRow.__tablename__ not in self._tables:
+            return []
         with self.reading() as s:
             rows = list(s.scalars(select(SteeringRoundRow).where(SteeringRoundRow.run_id == run_id)
                                   .order_by(SteeringRoundRow.round)))
@@ -81,6 +86,8 @@ class SteeringTables:
     def preferences(self, run_ids: Iterable[str]) -> list[dict]:
         """Rows (run_id, round, pair, first_reward, second_reward, first_similarity,
         second_similarity, choice), sorted by run, round and pair."""
+        if PreferenceRow.__tablename__ not in self._tables:
+            return []
         with self.reading() as s:
             return [dict(run_id=p.run_id, round=p.round, pair=p.pair, first_reward=p.first_reward,
                          second_reward=p.second_reward, first_similarity=p.first_similarity,
@@ -91,6 +98,8 @@ class SteeringTables:
     def steering_figures(self, run_ids: Iterable[str]) -> list[dict]:
         """Rows (run_id, round, reward_loss, heldout_accuracy, destination_reward,
         target_similarity), sorted by run and round."""
+        if SteeringRoundRow.__tablename__ not in self._tables:
+            return []
         with self.reading() as s:
             return [dict(run_id=r.run_id, round=r.round, reward_loss=r.reward_loss,
                          heldout_accuracy=r.heldout_accuracy, destination_reward=r.destination_reward,

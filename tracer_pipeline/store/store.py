@@ -38,6 +38,7 @@ from tracer_pipeline.models.base import (
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store.analysis import AnalysisTables
 from tracer_pipeline.store.generations import GenerationTables
+from tracer_pipeline.store.intermediates import IntermediateTables
 from tracer_pipeline.store.liveness import Heartbeat, owner_alive, this_host
 from tracer_pipeline.store.opening import READ_OPTION, advisory_key, open_store_engine
 from tracer_pipeline.store.records import (
@@ -51,6 +52,7 @@ from tracer_pipeline.store.schema import (
     EmbeddingRow,
     ExperimentRow,
     ExperimentRunRow,
+    IntermediateOutputRow,
     InvocationRow,
     PersistenceDiagramRow,
     ReferenceEmbeddingRow,
@@ -84,6 +86,7 @@ class NewInvocation:
     output: Output | ModelFailure
     started_at: datetime
     completed_at: datetime
+    intermediates: tuple[tuple[int, Image.Image], ...] = ()  # (step, image) the output passed through
 
 
 def _invocation_values(inv: NewInvocation) -> dict:
@@ -117,10 +120,11 @@ def bytes_to_vector(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4")
 
 
-class TraceStore(GenerationTables, SteeringTables, AnalysisTables):
+class TraceStore(GenerationTables, SteeringTables, IntermediateTables, AnalysisTables):
     """Experiments, runs, invocations, embeddings and persistence diagrams, with lineage; the
     self-consuming kind's generations through :class:`GenerationTables`, the steering kind's
-    rounds through :class:`SteeringTables`."""
+    rounds through :class:`SteeringTables`; images an output passed through through
+    :class:`IntermediateTables`."""
 
     def __init__(self, url: str, read_only: bool = False):
         """Open the store at ``url``, refusing with :class:`StoreOpenError` a database that is not
@@ -425,8 +429,8 @@ class TraceStore(GenerationTables, SteeringTables, AnalysisTables):
         return record
 
     def add_invocations(self, invocations: Sequence[NewInvocation]) -> list[InvocationRecord]:
-        """Store invocations (a lockstep round: at most one per run) in one transaction, in the
-        given order; one already stored is kept as it was."""
+        """Store invocations (a lockstep round: at most one per run) with their intermediate
+        outputs in one transaction, in the given order; one already stored is kept as it was."""
         if not invocations:
             return []
         rows = [_invocation_values(inv) for inv in invocations]
@@ -436,6 +440,11 @@ class TraceStore(GenerationTables, SteeringTables, AnalysisTables):
                 index_elements=["run_id", "sequence_number"]))
             stored = {(r.run_id, r.sequence_number): r for r in s.scalars(select(InvocationRow).where(
                 tuple_(InvocationRow.run_id, InvocationRow.sequence_number).in_(keys)))}
+            frames = [dict(invocation_id=stored[key].id, step=step, image=image_to_png(image))
+                      for key, inv in zip(keys, invocations, strict=True) for step, image in inv.intermediates]
+            if frames:
+                s.execute(self._insert(IntermediateOutputRow).values(frames).on_conflict_do_nothing(
+                    index_elements=["invocation_id", "step"]))
             return [_invocation(stored[key]) for key in keys]
 
     def delete_invocations_from(self, run_id: str, sequence_number: int) -> int:

@@ -4,6 +4,10 @@ Runs advance in lockstep: at every round, the runs whose next model is the same 
 into one model call (per-item seeds, so a run's outputs do not depend on what it is batched
 with). A run resumes from its stored prefix; stored invocations made by another model version
 are deleted from the first mismatch on (with what was derived from them) and recomputed.
+A model with options is called as the run's identity configures it (its resolved options, from the
+run's specification). A model that forms its output by optimisation returns a ``FormedImage``: the
+image is the invocation's output, and the images it passed through are stored with it, in the
+same transaction, as its intermediate outputs.
 
 With ``seed_mode`` "fixed" every invocation of a run uses the run's seed, so a run is the orbit
 of a deterministic map: when an output repeats an earlier output at the same position in the
@@ -19,12 +23,13 @@ from dataclasses import dataclass, field
 
 from tracer_pipeline.errors import TracerError
 from tracer_pipeline.models.base import (
+    FormedImage,
     GenerativeModel,
     Output,
     batch_then_items,
     output_digest,
 )
-from tracer_pipeline.models.pool import ModelPool
+from tracer_pipeline.models.pool import ModelPool, model_key
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store import InvocationRecord, NewInvocation, RunRecord, TraceStore
@@ -72,6 +77,11 @@ class _RunState:
     @property
     def model(self) -> str:
         return self.run.network[self.next_seq % len(self.run.network)]
+
+    @property
+    def params(self) -> dict:
+        """The next model's params as the run's identity holds them (its options, if it has any)."""
+        return self.run.model_params(self.next_seq % len(self.run.network))
 
     @property
     def last_output(self) -> Output:
@@ -167,7 +177,9 @@ def _next_network(waiting: list[_RunState], pool: ModelPool) -> list[_RunState]:
     network = waiting[0].run.network
     group = [s for s in waiting if s.run.network == network]
     waiting[:] = [s for s in waiting if s.run.network != network]
-    pool.prepare(network)
+    entries = {model_key(name, s.run.model_params(i)): (name, s.run.model_params(i))
+               for s in group for i, name in enumerate(network)}
+    pool.prepare([name for name, _ in entries.values()], [params for _, params in entries.values()])
     return group
 
 
@@ -203,13 +215,13 @@ def run_invocations(
     while active or (active := _next_network(waiting, pool)):
         updates = []
         by_model: dict[str, list[_RunState]] = {}
-        for state in active:
-            by_model.setdefault(state.model, []).append(state)
-        for model_name in sorted(by_model):
-            spec = get_model(model_name)
-            group = by_model[model_name]
+        for state in active:  # one group per model and options
+            by_model.setdefault(model_key(state.model, state.params), []).append(state)
+        for key in sorted(by_model):
+            group = by_model[key]
+            spec = get_model(group[0].model)
             try:
-                model = pool.get(model_name)
+                model = pool.get(spec.name, group[0].params)
             except TracerError as exc:  # e.g. weights absent: every run needing it fails
                 for state in group:
                     _fail(state, outcomes[state.run.run_id], f"{spec.name}: {exc}", updates)
@@ -223,7 +235,9 @@ def run_invocations(
                 outputs = batch_then_items(model.generate, [s.last_output for s in batch], seeds, policy=pool.policy)
                 completed = utcnow()
                 new += [NewInvocation(s.run.run_id, s.next_seq, spec.name, spec.version, s.last and s.last.id,
-                                      seed, output, started, completed)
+                                      seed, output.image if isinstance(output, FormedImage) else output,
+                                      started, completed,
+                                      output.steps if isinstance(output, FormedImage) else ())
                         for s, output, seed in zip(batch, outputs, seeds, strict=True)]
             for state, inv in zip(group, store.add_invocations(new), strict=True):
                 if on_invocation:
