@@ -21,7 +21,11 @@ Measures, per generator and set (item i has seed i; SceneI2T greedy):
 - **attribute recovery**: of the attributes the prompt names, the share read back on the object
   at that object's place (shape, colour, size; position: an object is named there);
 - **diversity across seeds** (hand-written set): mean per-pixel absolute difference between the
-  pictures of one prompt under two seeds, and the mean number of distinct captions over 8 seeds.
+  pictures of one prompt under two seeds, and the mean number of distinct captions over 8 seeds;
+- **SceneCLIP top-1** (free-form set, groups of 100): a second judge, trained apart from the
+  captioner, picks the canonical caption of the scene the prompt reader drew among the group's
+  100 for each picture. A generator that drew what the captioner misreads (rather than the scene)
+  would gain cycle consistency and lose here.
 """
 
 from __future__ import annotations
@@ -39,12 +43,13 @@ import numpy as np
 import torch
 
 from tracer_pipeline.sceneworld.grammar import caption_matches, parse_caption, random_scene, varied_caption
-from tracer_pipeline.sceneworld.models import WEIGHTS_DIR, SceneI2T, SceneT2I
+from tracer_pipeline.sceneworld.models import WEIGHTS_DIR, SceneCLIP, SceneI2T, SceneT2I
 from tracer_pipeline.sceneworld.prompts import (
     FILLERS_HELD_OUT,
     HAND_WRITTEN_PROMPTS,
     freeform_prompt,
     is_held_out_prompt,
+    prompt_caption,
     prompt_objects,
     prompt_scene,
 )
@@ -98,7 +103,7 @@ def attributes_recovered(caption: str, prompt: str, seed: int) -> dict[str, list
     return flags
 
 
-def measure(generator: SceneT2I, captioner: SceneI2T, sets: dict) -> dict:
+def measure(generator: SceneT2I, captioner: SceneI2T, clip: SceneCLIP, sets: dict) -> dict:
     figures: dict = {}
     for name, items in sets.items():
         images = [generator.generate([p], [s])[0] for p, s in items]
@@ -113,6 +118,14 @@ def measure(generator: SceneT2I, captioner: SceneI2T, sets: dict) -> dict:
             "attribute_recovery": {a: _share(f) for a, f in recovered.items() if f},
             "items": len(items),
         }
+        if name == "free-form":
+            top1 = []
+            for i in range(0, len(items) - 99, 100):
+                group = items[i:i + 100]
+                pictures = np.stack(clip.embed(images[i:i + 100]))
+                texts = np.stack(clip.embed([prompt_caption(p, s) for p, s in group]))
+                top1.append(float(np.mean((pictures @ texts.T).argmax(axis=1) == np.arange(100))))
+            figures[name]["clip_top1"] = round(statistics.mean(top1), 4)
         if name == "hand-written":
             figures[name]["examples"] = {p: c for c, (p, s) in zip(captions, items, strict=True) if s == 0}
             pixel, distinct = [], []
@@ -146,27 +159,28 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     sets = held_out_prompts(args.prompts)
-    captioner = SceneI2T(args.weights)
+    captioner, clip = SceneI2T(args.weights), SceneCLIP(args.weights)
     generators: dict[str, Callable[[], SceneT2I]] = {
         "SceneT2ISupervised (prompt words as they are)":
             lambda: SceneT2I(args.weights, network="generator", read_prompts=False),
         "supervised decoder + prompt reader": lambda: SceneT2I(args.weights, network="generator"),
         "SceneT2I (cycle-trained decoder + prompt reader)": lambda: SceneT2I(args.weights),
     }
-    results = {name: measure(make(), captioner, sets) for name, make in generators.items()}
+    results = {name: measure(make(), captioner, clip, sets) for name, make in generators.items()}
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     print(f"{args.prompts} template and {args.prompts} free-form held-out prompts, "
           f"{len(HAND_WRITTEN_PROMPTS)} hand-written × {SEEDS_PER_HAND_WRITTEN} seeds; seed {SEED}\n")
     print("| generator | template | free-form | hand-written | free-form strict | free-form attributes "
-          "(shape / colour / size / position) | pixel diff. across seeds | distinct captions / 8 seeds "
-          "| ms per item |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "(shape / colour / size / position) | free-form SceneCLIP top-1 | pixel diff. across seeds "
+          "| distinct captions / 8 seeds | ms per item |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, f in results.items():
         a = f["free-form"]["attribute_recovery"]
         print(f"| {name} | {f['template']['cycle_consistency']:.1%} | {f['free-form']['cycle_consistency']:.1%} "
               f"| {f['hand-written']['cycle_consistency']:.1%} | {f['free-form']['strict']:.1%} "
               f"| {a['shape']:.0%} / {a['colour']:.0%} / {a['size']:.0%} / {a['position']:.0%} "
+              f"| {f['free-form']['clip_top1']:.1%} "
               f"| {f['diversity']['mean_pixel_difference']:.3f} "
               f"| {f['diversity']['distinct_captions_of_8_seeds']:.2f} | {f['ms_per_item']:.1f} |")
     print()

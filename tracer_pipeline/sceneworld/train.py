@@ -55,7 +55,7 @@ MODELS = ("captioner", "clip", "generator", "generator_cycle")
 # (steps, batch size, peak learning rate) per model: about 40 CPU-minutes in all on a busy
 # shared core, of which the cycle fine-tuning takes a few.
 SCHEDULE = {"captioner": (800, 48, 2e-3), "clip": (800, 128, 1e-3), "generator": (1200, 32, 2e-3),
-            "generator_cycle": (240, 24, 3e-4)}
+            "generator_cycle": (300, 24, 3e-4)}
 # Weights of the cycle generator's loss terms besides the captioner's cross-entropy: the
 # renderer-supervised structure term and the bottleneck's KL term (per item, summed over slots).
 CYCLE_STRUCTURE, CYCLE_KL = 1.0, 1e-3
