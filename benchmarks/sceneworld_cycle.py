@@ -22,6 +22,9 @@ Measures, per generator and set (item i has seed i; SceneI2T greedy):
   at that object's place (shape, colour, size; position: an object is named there);
 - **diversity across seeds** (hand-written set): mean per-pixel absolute difference between the
   pictures of one prompt under two seeds, and the mean number of distinct captions over 8 seeds;
+- **stray marks** (free-form set): the share of pictures with a visible mark (a pixel more than
+  30 grey levels, summed over RGB, off the background) more than 3 pixels away from every object
+  of the scene the prompt reader drew (rendered with the item's jitter);
 - **SceneCLIP top-1** (free-form set, groups of 100): a second judge, trained apart from the
   captioner, picks the canonical caption of the scene the prompt reader drew among the group's
   100 for each picture. A generator that drew what the captioner misreads (rather than the scene)
@@ -41,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.ndimage import binary_dilation
 
 from tracer_pipeline.sceneworld.grammar import caption_matches, parse_caption, random_scene, varied_caption
 from tracer_pipeline.sceneworld.models import WEIGHTS_DIR, SceneCLIP, SceneI2T, SceneT2I
@@ -53,6 +57,7 @@ from tracer_pipeline.sceneworld.prompts import (
     prompt_objects,
     prompt_scene,
 )
+from tracer_pipeline.sceneworld.render import BACKGROUND, jitter_from_seed, object_masks
 
 SEED = 20261202
 SEEDS_PER_HAND_WRITTEN = 8
@@ -103,6 +108,14 @@ def attributes_recovered(caption: str, prompt: str, seed: int) -> dict[str, list
     return flags
 
 
+def has_stray_mark(image, prompt: str, seed: int) -> bool:
+    """Whether the picture shows something away from every object the prompt's scene holds."""
+    covered = object_masks(prompt_scene(prompt, seed), jitter_from_seed(seed)).max(axis=0) > 0
+    away = ~binary_dilation(covered, iterations=3)
+    off = np.abs(np.asarray(image, dtype=int) - np.array(BACKGROUND)).sum(axis=-1) > 30
+    return bool((off & away).any())
+
+
 def measure(generator: SceneT2I, captioner: SceneI2T, clip: SceneCLIP, sets: dict) -> dict:
     figures: dict = {}
     for name, items in sets.items():
@@ -119,6 +132,8 @@ def measure(generator: SceneT2I, captioner: SceneI2T, clip: SceneCLIP, sets: dic
             "items": len(items),
         }
         if name == "free-form":
+            figures[name]["stray_marks"] = _share(
+                has_stray_mark(im, p, s) for im, (p, s) in zip(images, items, strict=True))
             top1 = []
             for i in range(0, len(items) - 99, 100):
                 group = items[i:i + 100]
@@ -172,15 +187,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.prompts} template and {args.prompts} free-form held-out prompts, "
           f"{len(HAND_WRITTEN_PROMPTS)} hand-written × {SEEDS_PER_HAND_WRITTEN} seeds; seed {SEED}\n")
     print("| generator | template | free-form | hand-written | free-form strict | free-form attributes "
-          "(shape / colour / size / position) | free-form SceneCLIP top-1 | pixel diff. across seeds "
-          "| distinct captions / 8 seeds | ms per item |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "(shape / colour / size / position) | free-form SceneCLIP top-1 | free-form stray marks "
+          "| pixel diff. across seeds | distinct captions / 8 seeds | ms per item |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, f in results.items():
         a = f["free-form"]["attribute_recovery"]
         print(f"| {name} | {f['template']['cycle_consistency']:.1%} | {f['free-form']['cycle_consistency']:.1%} "
               f"| {f['hand-written']['cycle_consistency']:.1%} | {f['free-form']['strict']:.1%} "
               f"| {a['shape']:.0%} / {a['colour']:.0%} / {a['size']:.0%} / {a['position']:.0%} "
-              f"| {f['free-form']['clip_top1']:.1%} "
+              f"| {f['free-form']['clip_top1']:.1%} | {f['free-form']['stray_marks']:.1%} "
               f"| {f['diversity']['mean_pixel_difference']:.3f} "
               f"| {f['diversity']['distinct_captions_of_8_seeds']:.2f} | {f['ms_per_item']:.1f} |")
     print()

@@ -82,10 +82,11 @@ class SceneGenerator(nn.Module):
 
     def sprites(self, tokens: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Each slot's sprite as logits of colour and opacity, (B, slots, 4, 28, 28)."""
-        return self.draw(self.slot_vectors(tokens), noise)
+        return self.draw(self.slot_vectors(tokens)[0], noise)
 
-    def slot_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
-        """What each position slot should hold, read from the caption's clauses: (B, slots, W)."""
+    def slot_vectors(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What each position slot should hold, read from the caption's clauses, (B, slots, W),
+        and how much of its attention goes to a clause rather than to "nothing here", (B, slots)."""
         batch, k = tokens.shape[0], self.config.clauses
         separator = torch.isin(tokens, self.separators)
         content = (tokens >= 4) & ~separator  # ids below 4 are [PAD] [UNK] [BOS] [EOS]
@@ -99,7 +100,7 @@ class SceneGenerator(nn.Module):
         scores = scores.masked_fill((counts == 0)[:, None, :], float("-inf"))
         empty = self.empty_score.expand(batch, -1)[..., None]
         attention = torch.cat([scores, empty], dim=-1).softmax(dim=-1)[..., :k]
-        return torch.einsum("bsk,bkw->bsw", attention, self.clause_values(clauses))
+        return torch.einsum("bsk,bkw->bsw", attention, self.clause_values(clauses)), attention.sum(dim=-1)
 
     def draw(self, slots: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Sprites (B, slots, 4, 28, 28) from slot vectors and the jitter noise (B, JITTER_DIM)."""
@@ -128,9 +129,10 @@ class SceneGenerator(nn.Module):
 
 
 class CycleSceneGenerator(SceneGenerator):
-    """SceneGenerator with a stochastic bottleneck on each slot's vector, as in a VAE: the slot
-    holds ``μ + σ·ε`` with ``σ`` learned and ``ε`` drawn from the seed, and training pays a KL
-    term for every bit the slot carries. It is trained by circular consistency (text → image →
+    """SceneGenerator with a stochastic bottleneck on each slot's vector, as in a VAE: an
+    occupied slot holds ``μ + σ·ε`` with ``σ`` learned and ``ε`` drawn from the seed, and training
+    pays a KL term for every bit the slot carries. The noise is scaled by how much the slot
+    attends to a clause, so an empty slot stays empty (unscaled, ``ε`` drew faint marks there). It is trained by circular consistency (text → image →
     text through the frozen captioner, :func:`tracer_pipeline.sceneworld.train.train_generator_cycle`),
     and the bottleneck keeps the picture from carrying more of the text than the captioner reads
     from a drawn shape. Its noise is the jitter vector followed by ε, (B, JITTER_DIM + slots × W).
@@ -153,13 +155,13 @@ class CycleSceneGenerator(SceneGenerator):
 
     def sample(self, tokens: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(sprites, KL divergence of the slots' posterior from N(0, I), per item summed over
-        slots and dimensions, mean over the batch)."""
+        dimensions and over slots weighted by occupancy, mean over the batch)."""
         jitter, epsilon = noise[:, :JITTER_DIM], noise[:, JITTER_DIM:]
-        mean = self.slot_vectors(tokens)
+        mean, occupied = self.slot_vectors(tokens)
         log_variance = self.slot_log_variance(mean)
-        slots = mean + torch.exp(0.5 * log_variance) * epsilon.view_as(mean)
-        kl = 0.5 * (mean.pow(2) + log_variance.exp() - 1.0 - log_variance).sum(dim=(1, 2)).mean()
-        return self.draw(slots, jitter), kl
+        slots = mean + occupied[..., None] * torch.exp(0.5 * log_variance) * epsilon.view_as(mean)
+        kl = 0.5 * (mean.pow(2) + log_variance.exp() - 1.0 - log_variance).sum(dim=2)
+        return self.draw(slots, jitter), (occupied * kl).sum(dim=1).mean()
 
 
 class _Resnet(nn.Module):
