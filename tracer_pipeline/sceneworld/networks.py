@@ -131,8 +131,8 @@ class SceneGenerator(nn.Module):
 class CycleSceneGenerator(SceneGenerator):
     """SceneGenerator with a stochastic bottleneck on each slot's vector, as in a VAE: an
     occupied slot holds ``μ + σ·ε`` with ``σ`` learned and ``ε`` drawn from the seed, and training
-    pays a KL term for what the slot carries, so the picture cannot carry the text in fine detail
-    the captioner might learn to read. The noise is scaled by how much the slot attends to a
+    pays a KL term for what the slot carries, which limits how much of the text beyond the scene
+    a picture can carry. The noise is scaled by how much the slot attends to a
     clause, so an empty slot stays empty (unscaled, ``ε`` drew faint marks there). Trained by
     circular consistency: text → image → text through the frozen captioner
     (:func:`tracer_pipeline.sceneworld.train.train_generator_cycle`). Its noise is the jitter

@@ -30,6 +30,7 @@ from tracer_pipeline.sceneworld.grammar import (
     CLAUSE_SEPARATORS,
     POSITIONS,
     canonical_caption,
+    is_held_out,
     random_scene,
     varied_caption,
 )
@@ -208,8 +209,9 @@ def _structure_loss(model: nets.SceneGenerator, sprites: torch.Tensor, images: t
 
 class _PromptBatches:
     """Training examples for the cycle generator: a prompt as people write it (half from the
-    caption templates, half free-form; held-out scenes and prompts never drawn), read with a
-    drawn seed into a scene, and that scene rendered with a drawn jitter."""
+    caption templates, half free-form), read with a drawn seed into a scene, and that scene
+    rendered with a drawn jitter. Held-out prompts and held-out scenes (as prompted or as drawn)
+    are never used."""
 
     def __init__(self, seed: int, stream: int, tokenizer: WordTokenizer):
         self.rng = np.random.default_rng([seed, stream])
@@ -224,9 +226,10 @@ class _PromptBatches:
                 prompt = varied_caption(scene, self.rng)
             else:
                 prompt = freeform_prompt(scene, self.rng, FILLERS_TRAIN)
-            if is_held_out_prompt(prompt):
-                continue
             drawn = prompt_scene(prompt, int(self.rng.integers(2**31)))
+            # What the seed fills in may make a held-out scene of a training prompt: skip it too.
+            if is_held_out_prompt(prompt) or is_held_out(drawn):
+                continue
             jitter = np.clip(self.rng.standard_normal(JITTER_DIM), -2.0, 2.0)
             images.append(image_array(render(drawn, jitter)))
             jitters.append(jitter)

@@ -54,6 +54,15 @@ def test_the_cycle_generator_starts_from_the_supervised_one_and_moves(tmp_path: 
     assert any(not (cycle[k] == supervised[k]).all() for k in supervised)  # fine-tuned, not copied
 
 
+def test_the_cycle_generator_never_trains_on_held_out_scenes() -> None:
+    from tracer_pipeline.sceneworld.grammar import is_held_out, scene_from_caption
+
+    tokenizer = WordTokenizer.for_grammar()
+    _, _, tokens, _ = train._PromptBatches(0, 4, tokenizer)(48)
+    scenes = [scene_from_caption(tokenizer.decode(row[1:].tolist())) for row in tokens]
+    assert all(scene is not None and not is_held_out(scene) for scene in scenes)
+
+
 def test_the_retraining_asset_trains_once_then_keeps_what_it_trained(tiny_schedule, monkeypatch, instance, resources,
                                                                     settings):
     import functools
