@@ -50,7 +50,8 @@ def weight_files(name: str) -> tuple[str, str]:
     return f"{name}.safetensors", f"{name}.json"
 
 
-def _check_weights(weights_dir: Path, name: str) -> None:
+def check_weights(weights_dir: Path, name: str) -> None:
+    """A clear error naming what of one network is missing in ``weights_dir``, and how to get it."""
     missing = [f for f in (*weight_files(name), TOKENIZER_FILE) if not (weights_dir / f).exists()]
     if missing:
         raise WeightsNotFoundError(
@@ -66,7 +67,7 @@ def _load_network(weights_dir: Path, name: str, options: LoadOptions) -> Any:
     from tracer_pipeline.sceneworld import networks as nets
     from tracer_pipeline.sceneworld.tokenizer import WordTokenizer
 
-    _check_weights(weights_dir, name)
+    check_weights(weights_dir, name)
     weights, config_file = weight_files(name)
     if name in ("generator", "generator_cycle"):
         kind = nets.SceneGenerator if name == "generator" else nets.CycleSceneGenerator

@@ -133,7 +133,7 @@ class CycleSceneGenerator(SceneGenerator):
     occupied slot holds ``μ + σ·ε`` with ``σ`` learned and ``ε`` drawn from the seed, and training
     pays a KL term for what the slot carries, which limits how much of the text beyond the scene
     a picture can carry. The noise is scaled by how much the slot attends to a
-    clause, so an empty slot stays empty (unscaled, ``ε`` drew faint marks there). Trained by
+    clause, so an empty slot stays (nearly) empty; unscaled, ``ε`` drew faint marks there. Trained by
     circular consistency: text → image → text through the frozen captioner
     (:func:`tracer_pipeline.sceneworld.train.train_generator_cycle`). Its noise is the jitter
     vector followed by ε, (B, JITTER_DIM + slots × W).

@@ -34,7 +34,7 @@ from tracer_pipeline.sceneworld.grammar import (
     random_scene,
     varied_caption,
 )
-from tracer_pipeline.sceneworld.models import TOKENIZER_FILE, _check_weights, weight_files
+from tracer_pipeline.sceneworld.models import TOKENIZER_FILE, check_weights, weight_files
 from tracer_pipeline.sceneworld.prompts import (
     FILLERS_TRAIN,
     freeform_prompt,
@@ -250,7 +250,7 @@ def train_generator_cycle(out_dir: Path, seed: int, tokenizer: WordTokenizer,
     the rendered scene) keeps pictures made of shapes at their places and the noise meaning the
     renderer's jitter, and the KL term of the slots' bottleneck limits what a slot carries."""
     for name in ("generator", "captioner"):
-        _check_weights(out_dir, name)
+        check_weights(out_dir, name)
     torch.manual_seed(seed * 1000 + 4)
     config = nets.load_config(nets.GeneratorConfig, out_dir / weight_files("generator")[1])
     model = nets.CycleSceneGenerator(config)
