@@ -64,6 +64,9 @@ def test_scene_t2i_draws_prompts_as_people_write_them(pool: ModelPool) -> None:
     drawn = [prompt_scene(p, s) for p, s in zip(prompts * 2, [0] * 4 + [1] * 4, strict=True)]
     assert sum(caption_matches(c, d) for c, d in zip(captions, drawn, strict=True)) >= 6, captions
     assert images[0].tobytes() != images[4].tobytes()  # another seed, another picture
+    # Words it does not know and synonyms change nothing: the same scene, the same picture.
+    same = t2i.generate(["a scarlet disc, floating in the sky, zorblax"], [0])[0]
+    assert same.tobytes() == images[0].tobytes()
 
 
 def test_importing_the_registry_does_not_import_torch() -> None:
