@@ -256,7 +256,7 @@ def report_command(obj: Context, experiment: str, out: Path | None, as_json: boo
 @click.option("--seed", default=0, show_default=True, help="Training seed: the same seed gives the same weights.")
 @pass_context
 def train_sceneworld(obj: Context, seed: int) -> None:
-    """Retrain the SceneWorld models from scratch on CPU (about 35 CPU-minutes) through Dagster
+    """Retrain the SceneWorld models from scratch on CPU (40–50 CPU-minutes) through Dagster
     (the sceneworld_models asset), into <data dir>/sceneworld/seed-SEED, and print their quality
     figures. Already trained there with this code version: nothing is retrained.
 

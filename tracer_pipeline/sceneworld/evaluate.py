@@ -39,7 +39,8 @@ def evaluate(weights_dir: Path = WEIGHTS_DIR, captions: int = 500, generations: 
       object's shape and colour (and nothing else); ``i2t_exact`` also needs sizes and positions.
     - ``t2i_shape_colour``: share of SceneT2I images, drawn from a held-out scene's caption (from
       the varied template family) with a per-item seed, whose SceneI2T caption names the
-      prompt's shapes and colours; ``t2i_shape_colour_canonical`` for canonical prompts.
+      prompt's shapes and colours; ``t2i_shape_colour_canonical`` for canonical prompts. Free-form
+      prompts and the supervised baseline: ``benchmarks/sceneworld_cycle.py``.
     - ``clip_top1``: text→image top-1 retrieval among 100 held-out (image, caption) pairs, the
       mean over ``retrieval_groups`` groups; ``clip_top1_image_to_text`` the other way.
     - ``ms_per_item``: median milliseconds per item at batch 1, per model.

@@ -1,9 +1,11 @@
-"""The SceneWorld models as registry entries and adapters: SceneT2I, SceneI2T, SceneCLIP.
+"""The SceneWorld models as registry entries and adapters: SceneT2I (and its supervised
+baseline SceneT2ISupervised), SceneI2T, SceneCLIP.
 
 Small learned models of the SceneWorld grammar, trained by :mod:`tracer_pipeline.sceneworld.train`
 and shipped in ``weights/``, so offline CPU runs show real drift and collapse. torch is imported
 only when a model loads. Every item is computed on its own, so a batch gives exactly what the
-items give one by one, and SceneT2I's noise comes from the item's seed alone.
+items give one by one, and a generator's noise (and what it draws for attributes a prompt leaves
+out) comes from the item's seed alone.
 """
 
 from __future__ import annotations
@@ -29,8 +31,16 @@ from tracer_pipeline.models.base import (
 )
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-# Bump when retrained weights or changed code change what a model outputs.
+# Bump when retrained weights or changed code change what a model outputs: VERSION for
+# SceneT2ISupervised, SceneI2T, SceneI2TSampled and SceneCLIP, T2I_VERSION for SceneT2I (version 1
+# was the supervised generator reading prompts word by word).
 VERSION = "1"
+T2I_VERSION = "2"
+# What train_all writes; the sceneworld_models asset's code version.
+TRAINING_VERSION = "2"
+# The seed's stream for the cycle generator's latent noise, apart from the jitter's and the
+# prompt reader's.
+_LATENT_STREAM = 0x1A7E
 _CPU = LoadOptions()
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -40,7 +50,8 @@ def weight_files(name: str) -> tuple[str, str]:
     return f"{name}.safetensors", f"{name}.json"
 
 
-def _check_weights(weights_dir: Path, name: str) -> None:
+def check_weights(weights_dir: Path, name: str) -> None:
+    """A clear error naming what of one network is missing in ``weights_dir``, and how to get it."""
     missing = [f for f in (*weight_files(name), TOKENIZER_FILE) if not (weights_dir / f).exists()]
     if missing:
         raise WeightsNotFoundError(
@@ -56,10 +67,11 @@ def _load_network(weights_dir: Path, name: str, options: LoadOptions) -> Any:
     from tracer_pipeline.sceneworld import networks as nets
     from tracer_pipeline.sceneworld.tokenizer import WordTokenizer
 
-    _check_weights(weights_dir, name)
+    check_weights(weights_dir, name)
     weights, config_file = weight_files(name)
-    if name == "generator":
-        network = nets.SceneGenerator(nets.load_config(nets.GeneratorConfig, weights_dir / config_file))
+    if name in ("generator", "generator_cycle"):
+        kind = nets.SceneGenerator if name == "generator" else nets.CycleSceneGenerator
+        network = kind(nets.load_config(nets.GeneratorConfig, weights_dir / config_file))
     elif name == "captioner":
         network = nets.SceneCaptioner(nets.load_config(nets.CaptionerConfig, weights_dir / config_file))
     else:
@@ -70,22 +82,36 @@ def _load_network(weights_dir: Path, name: str, options: LoadOptions) -> Any:
 
 
 class SceneT2I:
-    """Caption → 64×64 scene. The seed draws the noise vector (the renderer's jitter), so one
-    prompt gives a family of slightly different pictures of the same scene."""
+    """Caption → 64×64 scene. The seed draws the noise vector (the renderer's jitter, and the
+    cycle generator's latent noise), so one prompt gives a family of slightly different pictures
+    of the same scene.
 
-    def __init__(self, weights_dir: Path = WEIGHTS_DIR, options: LoadOptions = _CPU):
-        self.network, self.tokenizer = _load_network(weights_dir, "generator", options)
+    With ``read_prompts`` a prompt is first read as people write it
+    (:func:`~tracer_pipeline.sceneworld.prompts.prompt_caption`: synonyms, extra and unknown
+    words, attributes left out drawn by the seed) and the network draws that scene's canonical
+    caption; without, the network reads the prompt's words as they are."""
+
+    def __init__(self, weights_dir: Path = WEIGHTS_DIR, options: LoadOptions = _CPU,
+                 network: str = "generator_cycle", read_prompts: bool = True):
+        self.network, self.tokenizer = _load_network(weights_dir, network, options)
+        self.read_prompts = read_prompts
 
     def _one(self, text: str, seed: int) -> Image.Image:
         import torch
 
+        from tracer_pipeline.sceneworld.prompts import prompt_caption
         from tracer_pipeline.sceneworld.render import jitter_from_seed
 
         parameter = next(self.network.parameters())
-        tokens = torch.tensor([self.tokenizer.encode(text)], device=parameter.device)
-        noise = torch.from_numpy(jitter_from_seed(seed)[None]).to(parameter)
+        caption = prompt_caption(text, seed) if self.read_prompts else text
+        tokens = torch.tensor([self.tokenizer.encode(caption)], device=parameter.device)
+        noise = jitter_from_seed(seed)
+        latent_size = getattr(self.network, "latent_size", 0)
+        if latent_size:
+            latent = np.random.default_rng([_LATENT_STREAM, seed]).standard_normal(latent_size)
+            noise = np.concatenate([noise, latent])
         with torch.inference_mode():
-            pixels = self.network(tokens, noise)[0].float().cpu().numpy()
+            pixels = self.network(tokens, torch.from_numpy(noise[None]).to(parameter))[0].float().cpu().numpy()
         array = np.clip(np.rint(pixels.transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
         return Image.fromarray(array, mode="RGB")
 
@@ -175,6 +201,10 @@ def _load_t2i(spec: ModelSpec, options: LoadOptions) -> SceneT2I:
     return SceneT2I(WEIGHTS_DIR, options)
 
 
+def _load_t2i_supervised(spec: ModelSpec, options: LoadOptions) -> SceneT2I:
+    return SceneT2I(WEIGHTS_DIR, options, network="generator", read_prompts=False)
+
+
 def _load_i2t(spec: ModelSpec, options: LoadOptions) -> SceneI2T:
     return SceneI2T(WEIGHTS_DIR, options, temperature=float(spec.params["temperature"]))
 
@@ -192,8 +222,18 @@ def _available(name: str) -> Any:
 SPECS = [
     ModelSpec(
         name="SceneT2I", kind=ModelKind.TEXT_TO_IMAGE, family=Family.SCENEWORLD, loader=_load_t2i,
-        description="SceneWorld text→image: a small trained conditional decoder drawing 1–3 "
-                    "shapes at 64×64; the seed jitters position, size and colour.",
+        description="SceneWorld text→image: reads prompts as people write them (attributes left "
+                    "out drawn by the seed, synonyms, unknown words ignored), drawn by a small "
+                    "decoder trained by text→image→text consistency through SceneI2T; 1–3 "
+                    "shapes at 64×64, the seed jitters position, size and colour.",
+        version=T2I_VERSION, source=f"shipped: {WEIGHTS_DIR.name}/generator_cycle.safetensors",
+        params={"size": 64}, weights_available=_available("generator_cycle"),
+    ),
+    ModelSpec(
+        name="SceneT2ISupervised", kind=ModelKind.TEXT_TO_IMAGE, family=Family.SCENEWORLD,
+        loader=_load_t2i_supervised,
+        description="SceneWorld text→image, the baseline: the decoder trained on rendered scenes "
+                    "alone, reading the prompt's words as they are (SceneT2I before version 2).",
         version=VERSION, source=f"shipped: {WEIGHTS_DIR.name}/generator.safetensors",
         params={"size": 64}, weights_available=_available("generator"),
     ),

@@ -1,4 +1,5 @@
-"""The three SceneWorld networks (torch): generator, captioner and the open_clip joint embedder.
+"""The SceneWorld networks (torch): generators (supervised and cycle-trained), captioner and
+the open_clip joint embedder.
 
 Sizes are chosen for CPU: each network trains in 10–30 minutes on one thread, weighs 1–2 MB
 and runs one item in a few milliseconds. Imported only by loaders and training, never by the
@@ -17,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tracer_pipeline.sceneworld.grammar import POSITIONS
-from tracer_pipeline.sceneworld.render import BACKGROUND, CENTRES, IMAGE_SIZE, JITTER_PER_SLOT
+from tracer_pipeline.sceneworld.render import BACKGROUND, CENTRES, IMAGE_SIZE, JITTER_DIM, JITTER_PER_SLOT
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,11 @@ class SceneGenerator(nn.Module):
 
     def sprites(self, tokens: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Each slot's sprite as logits of colour and opacity, (B, slots, 4, 28, 28)."""
+        return self.draw(self.slot_vectors(tokens)[0], noise)
+
+    def slot_vectors(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What each position slot should hold, read from the caption's clauses, (B, slots, W),
+        and how much of its attention goes to a clause rather than to "nothing here", (B, slots)."""
         batch, k = tokens.shape[0], self.config.clauses
         separator = torch.isin(tokens, self.separators)
         content = (tokens >= 4) & ~separator  # ids below 4 are [PAD] [UNK] [BOS] [EOS]
@@ -94,7 +100,11 @@ class SceneGenerator(nn.Module):
         scores = scores.masked_fill((counts == 0)[:, None, :], float("-inf"))
         empty = self.empty_score.expand(batch, -1)[..., None]
         attention = torch.cat([scores, empty], dim=-1).softmax(dim=-1)[..., :k]
-        slots = torch.einsum("bsk,bkw->bsw", attention, self.clause_values(clauses))
+        return torch.einsum("bsk,bkw->bsw", attention, self.clause_values(clauses)), attention.sum(dim=-1)
+
+    def draw(self, slots: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Sprites (B, slots, 4, 28, 28) from slot vectors and the jitter noise (B, JITTER_DIM)."""
+        batch = slots.shape[0]
         queries = self.slot_queries.expand(batch, -1, -1)
         per_slot_noise = noise.view(batch, len(POSITIONS), JITTER_PER_SLOT)
         features = self.slot_mlp(torch.cat([slots, queries, per_slot_noise], dim=-1))
@@ -116,6 +126,43 @@ class SceneGenerator(nn.Module):
             opacity = F.pad(sprites[:, slot, 3:], pad)
             canvas = canvas * (1 - opacity) + colour * opacity
         return canvas[:, :, margin:margin + IMAGE_SIZE, margin:margin + IMAGE_SIZE]
+
+
+class CycleSceneGenerator(SceneGenerator):
+    """SceneGenerator with a stochastic bottleneck on each slot's vector, as in a VAE: an
+    occupied slot holds ``μ + σ·ε`` with ``σ`` learned and ``ε`` drawn from the seed, and training
+    pays a KL term for what the slot carries, which limits how much of the text beyond the scene
+    a picture can carry. The noise is scaled by how much the slot attends to a
+    clause, so an empty slot stays (nearly) empty; unscaled, ``ε`` drew faint marks there. Trained by
+    circular consistency: text → image → text through the frozen captioner
+    (:func:`tracer_pipeline.sceneworld.train.train_generator_cycle`). Its noise is the jitter
+    vector followed by ε, (B, JITTER_DIM + slots × W).
+    """
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__(config)
+        self.slot_log_variance = nn.Linear(config.width, config.width)
+        # Starts as the supervised generator it is fine-tuned from: σ ≈ 0.05.
+        nn.init.zeros_(self.slot_log_variance.weight)
+        nn.init.constant_(self.slot_log_variance.bias, -6.0)
+
+    @property
+    def latent_size(self) -> int:
+        """How many standard normals ε takes after the jitter vector."""
+        return len(POSITIONS) * self.config.width
+
+    def sprites(self, tokens: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.sample(tokens, noise)[0]
+
+    def sample(self, tokens: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sprites, KL divergence of the slots' posterior from N(0, I), per item summed over
+        dimensions and over slots weighted by occupancy, mean over the batch)."""
+        jitter, epsilon = noise[:, :JITTER_DIM], noise[:, JITTER_DIM:]
+        mean, occupied = self.slot_vectors(tokens)
+        log_variance = self.slot_log_variance(mean)
+        slots = mean + occupied[..., None] * torch.exp(0.5 * log_variance) * epsilon.view_as(mean)
+        kl = 0.5 * (mean.pow(2) + log_variance.exp() - 1.0 - log_variance).sum(dim=2)
+        return self.draw(slots, jitter), (occupied * kl).sum(dim=1).mean()
 
 
 class _Resnet(nn.Module):

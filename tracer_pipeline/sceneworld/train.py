@@ -2,10 +2,13 @@
 
     python -m tracer_pipeline.sceneworld.train --out DIR [--seed N] [--only MODEL]
 
-Training data is drawn on the fly from the grammar and the renderer (held-out scenes are never
-drawn), each model from its own seeded random stream, so a model trains to the same bytes
-whether it is trained alone or with the others. One thread is used because results differ
-between thread counts and a shared machine gains little from more.
+Training data is drawn on the fly from the grammar and the renderer (held-out scenes and
+held-out prompts are never drawn), each model from its own seeded random stream, so a model
+trains to the same bytes whether it is trained alone or with the others. The cycle-trained
+generator (SceneT2I) is fine-tuned from the supervised one (SceneT2ISupervised) through the
+captioner (SceneI2T), so it needs those two in ``DIR`` first (``train_all`` trains them in that
+order). One thread is used because results differ between thread counts and a shared machine
+gains little from more.
 """
 
 from __future__ import annotations
@@ -27,10 +30,17 @@ from tracer_pipeline.sceneworld.grammar import (
     CLAUSE_SEPARATORS,
     POSITIONS,
     canonical_caption,
+    is_held_out,
     random_scene,
     varied_caption,
 )
-from tracer_pipeline.sceneworld.models import TOKENIZER_FILE, weight_files
+from tracer_pipeline.sceneworld.models import TOKENIZER_FILE, check_weights, weight_files
+from tracer_pipeline.sceneworld.prompts import (
+    FILLERS_TRAIN,
+    freeform_prompt,
+    is_held_out_prompt,
+    prompt_scene,
+)
 from tracer_pipeline.sceneworld.render import (
     BACKGROUND,
     CENTRES,
@@ -43,10 +53,14 @@ from tracer_pipeline.sceneworld.scenegen import train_scenegen
 from tracer_pipeline.sceneworld.tokenizer import WordTokenizer
 
 Progress = Callable[[str, int, int, float], None]
-MODELS = ("captioner", "clip", "generator", "scenegen")
-# (steps, batch size, peak learning rate) per model: 35 CPU-minutes in all on a busy shared core.
+MODELS = ("captioner", "clip", "generator", "generator_cycle", "scenegen")
+# (steps, batch size, peak learning rate) per model: 40–50 CPU-minutes in all on a busy
+# shared core, of which the cycle fine-tuning takes a few and SceneGen 3–10.
 SCHEDULE = {"captioner": (800, 48, 2e-3), "clip": (800, 128, 1e-3), "generator": (1200, 32, 2e-3),
-            "scenegen": (2000, 32, 3e-3)}
+            "generator_cycle": (300, 24, 3e-4), "scenegen": (2000, 32, 3e-3)}
+# Weights of the cycle generator's loss terms besides the captioner's cross-entropy: the
+# renderer-supervised structure term and the bottleneck's KL term (per item, summed over slots).
+CYCLE_STRUCTURE, CYCLE_KL = 1.0, 1e-3
 BACKGROUND_PIXEL = torch.tensor(BACKGROUND, dtype=torch.float32).view(1, 3, 1, 1) / 255.0
 
 
@@ -172,19 +186,99 @@ def train_generator(out_dir: Path, seed: int, tokenizer: WordTokenizer,
 
     def loss_fn(step: int) -> torch.Tensor:
         images, jitters, tokens, masks = batches(batch, "varied", masks=True)
-        sprites = model.sprites(tokens, jitters)
-        # Objects cover a few percent of the pixels: unweighted, the loss is least at an empty
-        # grey picture and training stalls there. The L1 term keeps edges sharp, which the
-        # captioner needs to tell shapes apart.
-        weight = 1.0 + 9.0 * ((images - BACKGROUND_PIXEL).abs().sum(dim=1, keepdim=True) > 0.05)
-        error = model.compose(torch.sigmoid(sprites)) - images
-        # Supervising each sprite's opacity with the renderer's mask of its object teaches
-        # outlines directly; from pixels alone, shapes stayed blobs after 1,500 steps.
-        outline = F.binary_cross_entropy_with_logits(sprites[:, :, 3], _slot_crops(masks, model))
-        return (weight * (error.abs() + 4.0 * error.pow(2))).mean() + outline
+        return _structure_loss(model, model.sprites(tokens, jitters), images, masks)
 
     loss = _train("generator", model, loss_fn, progress)
     _save(out_dir, "generator", model, config)
+    return loss
+
+
+def _structure_loss(model: nets.SceneGenerator, sprites: torch.Tensor, images: torch.Tensor,
+                    masks: torch.Tensor) -> torch.Tensor:
+    """The renderer-supervised loss: pixels of the composed picture against the rendered scene,
+    and each sprite's opacity against its object's mask."""
+    # Objects cover a few percent of the pixels: unweighted, the loss is least at an empty
+    # grey picture and training stalls there. The L1 term keeps edges sharp, which the
+    # captioner needs to tell shapes apart.
+    weight = 1.0 + 9.0 * ((images - BACKGROUND_PIXEL).abs().sum(dim=1, keepdim=True) > 0.05)
+    error = model.compose(torch.sigmoid(sprites)) - images
+    # Supervising each sprite's opacity with the renderer's mask of its object teaches
+    # outlines directly; from pixels alone, shapes stayed blobs after 1,500 steps.
+    outline = F.binary_cross_entropy_with_logits(sprites[:, :, 3], _slot_crops(masks, model))
+    return (weight * (error.abs() + 4.0 * error.pow(2))).mean() + outline
+
+
+class _PromptBatches:
+    """Training examples for the cycle generator: a prompt as people write it (half from the
+    caption templates, half free-form), read with a drawn seed into a scene, and that scene
+    rendered with a drawn jitter. Held-out prompts and held-out scenes (as prompted or as drawn)
+    are never used."""
+
+    def __init__(self, seed: int, stream: int, tokenizer: WordTokenizer):
+        self.rng = np.random.default_rng([seed, stream])
+        self.tokenizer = tokenizer
+
+    def __call__(self, n: int) -> tuple[torch.Tensor, ...]:
+        """(images, jitters, canonical caption tokens, masks)."""
+        images, jitters, tokens, masks = [], [], [], []
+        while len(tokens) < n:
+            scene = random_scene(self.rng, held_out=False)
+            if self.rng.random() < 0.5:
+                prompt = varied_caption(scene, self.rng)
+            else:
+                prompt = freeform_prompt(scene, self.rng, FILLERS_TRAIN)
+            drawn = prompt_scene(prompt, int(self.rng.integers(2**31)))
+            # What the seed fills in may make a held-out scene of a training prompt: skip it too.
+            if is_held_out_prompt(prompt) or is_held_out(drawn):
+                continue
+            jitter = np.clip(self.rng.standard_normal(JITTER_DIM), -2.0, 2.0)
+            images.append(image_array(render(drawn, jitter)))
+            jitters.append(jitter)
+            tokens.append(self.tokenizer.encode(canonical_caption(drawn)))
+            masks.append(object_masks(drawn, jitter))
+        return (torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(jitters).astype(np.float32)),
+                torch.tensor(tokens), torch.from_numpy(np.stack(masks)))
+
+
+def train_generator_cycle(out_dir: Path, seed: int, tokenizer: WordTokenizer,
+                          progress: Progress | None = None) -> float:
+    """Fine-tune the supervised generator in ``out_dir`` by circular consistency.
+
+    Each step draws prompts, reads them into scenes (:func:`~.prompts.prompt_scene`) and draws
+    each scene's canonical caption with the generator; the frozen captioner, teacher-forced on
+    that caption, scores the picture, and its cross-entropy is the cycle term (text → image →
+    text, differentiable through the picture). The structure term (the supervised loss against
+    the rendered scene) keeps pictures made of shapes at their places and the noise meaning the
+    renderer's jitter, and the KL term of the slots' bottleneck limits what a slot carries."""
+    for name in ("generator", "captioner"):
+        check_weights(out_dir, name)
+    torch.manual_seed(seed * 1000 + 4)
+    config = nets.load_config(nets.GeneratorConfig, out_dir / weight_files("generator")[1])
+    model = nets.CycleSceneGenerator(config)
+    from safetensors.torch import load_file
+
+    missing, unexpected = model.load_state_dict(load_file(str(out_dir / weight_files("generator")[0])),
+                                                strict=False)
+    assert not unexpected and all(k.startswith("slot_log_variance") for k in missing), (missing, unexpected)
+    captioner = nets.SceneCaptioner(nets.load_config(nets.CaptionerConfig, out_dir / weight_files("captioner")[1]))
+    captioner.load_state_dict(load_file(str(out_dir / weight_files("captioner")[0])))
+    captioner.eval().requires_grad_(False)
+    batches = _PromptBatches(seed, 4, tokenizer)
+    latent = torch.Generator().manual_seed(seed * 1000 + 14)
+    batch = SCHEDULE["generator_cycle"][1]
+
+    def loss_fn(step: int) -> torch.Tensor:
+        images, jitters, tokens, masks = batches(batch)
+        epsilon = torch.randn(batch, model.latent_size, generator=latent)
+        sprites, kl = model.sample(tokens, torch.cat([jitters, epsilon], dim=1))
+        target = _trim(tokens)
+        logits = captioner(model.compose(torch.sigmoid(sprites)), target)
+        cycle = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target[:, 1:].reshape(-1),
+                                ignore_index=tokenizer.pad_id)
+        return cycle + CYCLE_STRUCTURE * _structure_loss(model, sprites, images, masks) + CYCLE_KL * kl
+
+    loss = _train("generator_cycle", model, loss_fn, progress)
+    _save(out_dir, "generator_cycle", model, config)
     return loss
 
 
@@ -208,13 +302,13 @@ def _save(out_dir: Path, name: str, model: torch.nn.Module, config: object) -> N
 
 
 TRAINERS = {"captioner": train_captioner, "clip": train_clip, "generator": train_generator,
-            "scenegen": train_scenegen}
+            "generator_cycle": train_generator_cycle, "scenegen": train_scenegen}
 
 
 def train_all(out_dir: Path, seed: int = 0, progress: Progress | None = None,
               only: tuple[str, ...] = MODELS) -> dict:
     """Train the models named in ``only`` into ``out_dir``, then measure the quality bars on
-    held-out scenes (when all three are there) and return the figures, also written to
+    held-out scenes (when all four are there) and return the figures, also written to
     ``out_dir/metrics.json``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -35,14 +35,38 @@ def pool() -> ModelPool:
     return ModelPool(resolve_load_options(device="cpu"))
 
 
-def test_the_three_models_are_registered_as_sceneworld() -> None:
-    kinds = {name: get_model(name).kind for name in ("SceneT2I", "SceneI2T", "SceneCLIP")}
-    assert kinds == {"SceneT2I": ModelKind.TEXT_TO_IMAGE, "SceneI2T": ModelKind.IMAGE_TO_TEXT,
-                     "SceneCLIP": ModelKind.EMBEDDING}
+def test_the_models_are_registered_as_sceneworld() -> None:
+    kinds = {name: get_model(name).kind for name in ("SceneT2I", "SceneT2ISupervised", "SceneI2T", "SceneCLIP")}
+    assert kinds == {"SceneT2I": ModelKind.TEXT_TO_IMAGE, "SceneT2ISupervised": ModelKind.TEXT_TO_IMAGE,
+                     "SceneI2T": ModelKind.IMAGE_TO_TEXT, "SceneCLIP": ModelKind.EMBEDDING}
     for name in kinds:
         spec = get_model(name)
         assert spec.family is Family.SCENEWORLD
         assert spec.weights_available(resolve_load_options(device="cpu"))
+
+
+def test_scene_t2i_is_the_cycle_generator_and_the_supervised_one_is_the_baseline() -> None:
+    t2i, supervised = get_model("SceneT2I"), get_model("SceneT2ISupervised")
+    assert "generator_cycle.safetensors" in t2i.source and t2i.version == "2"
+    assert supervised.source.endswith("/generator.safetensors") and supervised.version == "1"
+    # The captioner and the embedder did not change: their stored outputs stay valid.
+    assert {get_model(n).version for n in ("SceneI2T", "SceneI2TSampled", "SceneCLIP")} == {"1"}
+
+
+def test_scene_t2i_draws_prompts_as_people_write_them(pool: ModelPool) -> None:
+    from tracer_pipeline.sceneworld.prompts import prompt_scene
+
+    t2i, i2t = pool.get("SceneT2I"), pool.get("SceneI2T")
+    prompts = ["a red circle", "a small orange star", "a blue square on the left",
+               "a crimson ball floating in the sky"]
+    images = t2i.generate(prompts * 2, [0] * 4 + [1] * 4)
+    captions = [str(c) for c in i2t.generate(images, [0] * 8)]
+    drawn = [prompt_scene(p, s) for p, s in zip(prompts * 2, [0] * 4 + [1] * 4, strict=True)]
+    assert sum(caption_matches(c, d) for c, d in zip(captions, drawn, strict=True)) >= 6, captions
+    assert images[0].tobytes() != images[4].tobytes()  # another seed, another picture
+    # Words it does not know and synonyms change nothing: the same scene, the same picture.
+    same = t2i.generate(["a scarlet disc, floating in the sky, zorblax"], [0])[0]
+    assert same.tobytes() == images[0].tobytes()
 
 
 def test_importing_the_registry_does_not_import_torch() -> None:
@@ -59,8 +83,9 @@ def test_captioner_names_known_scenes(pool: ModelPool) -> None:
         assert caption_matches(caption, scene), (caption, scene)
 
 
-def test_generator_draws_what_the_prompt_says(pool: ModelPool) -> None:
-    t2i, i2t = pool.get("SceneT2I"), pool.get("SceneI2T")
+@pytest.mark.parametrize("generator", ["SceneT2I", "SceneT2ISupervised"])
+def test_generator_draws_what_the_prompt_says(pool: ModelPool, generator: str) -> None:
+    t2i, i2t = pool.get(generator), pool.get("SceneI2T")
     images = t2i.generate([PROMPT] * 3, [0, 1, 2])
     assert all(isinstance(im, Image.Image) and im.size == (64, 64) for im in images)
     captions = i2t.generate(images, [0, 0, 0])

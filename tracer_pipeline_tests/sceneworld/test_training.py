@@ -36,6 +36,33 @@ def test_same_seed_trains_identical_weights(tmp_path: Path, tiny_schedule: None)
         assert (a / config).read_text() == (b / config).read_text()
 
 
+def test_the_cycle_generator_needs_the_supervised_generator_and_captioner_first(tmp_path: Path,
+                                                                               tiny_schedule: None) -> None:
+    from tracer_pipeline.errors import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError, match="generator.safetensors"):
+        train.train_generator_cycle(tmp_path, 0, WordTokenizer.for_grammar())
+
+
+def test_the_cycle_generator_starts_from_the_supervised_one_and_moves(tmp_path: Path, tiny_schedule: None) -> None:
+    from safetensors.torch import load_file
+
+    a, _ = _train_twice(tmp_path)
+    supervised = load_file(str(a / weight_files("generator")[0]))
+    cycle = load_file(str(a / weight_files("generator_cycle")[0]))
+    assert set(cycle) == set(supervised) | {"slot_log_variance.weight", "slot_log_variance.bias"}
+    assert any(not (cycle[k] == supervised[k]).all() for k in supervised)  # fine-tuned, not copied
+
+
+def test_the_cycle_generator_never_trains_on_held_out_scenes() -> None:
+    from tracer_pipeline.sceneworld.grammar import is_held_out, scene_from_caption
+
+    tokenizer = WordTokenizer.for_grammar()
+    _, _, tokens, _ = train._PromptBatches(0, 4, tokenizer)(48)
+    scenes = [scene_from_caption(tokenizer.decode(row[1:].tolist())) for row in tokens]
+    assert all(scene is not None and not is_held_out(scene) for scene in scenes)
+
+
 def test_the_retraining_asset_trains_once_then_keeps_what_it_trained(tiny_schedule, monkeypatch, instance, resources,
                                                                     settings):
     import functools
