@@ -230,12 +230,14 @@ def test_a_killed_run_experiment_resumes_where_it_stopped(tmp_path):
 def test_models_without_weights_are_all_named_before_anything_is_registered(tmp_path):
     config = tmp_path / "real.json"
     config.write_text(json.dumps({"networks": [["SDTurbo", "BLIP"]], "seeds": [1], "prompts": ["a red balloon"],
+                                  "steering": [{"generator": "DDPMCifar10", "target": "a red circle"}],
                                   "embedding_models": ["CLIP-ViT-B-32"], "max_length": 4}))
     result = tracer("run-experiment", str(config), data_dir=tmp_path / "data", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "3 of its models have no weights on this machine (nothing was registered or started)" in result.stderr
+    assert "4 of its models have no weights on this machine (nothing was registered or started)" in result.stderr
     for model, repo in (("SDTurbo", "stabilityai/sd-turbo"), ("BLIP", "Salesforce/blip-image-captioning-large"),
-                        ("CLIP-ViT-B-32", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K")):
+                        ("CLIP-ViT-B-32", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"),
+                        ("DDPMCifar10", "google/ddpm-cifar10-32")):
         assert f"{model}: weights of Hugging Face repository {repo}" in result.stderr
         assert f"hf download {repo}" in result.stderr
     assert not (tmp_path / "data").exists()

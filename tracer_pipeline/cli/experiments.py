@@ -153,8 +153,8 @@ def _require_weights(obj: Context, experiment: Experiment) -> None:
     from tracer_pipeline.models.weights import missing_weights
 
     options = resolve_load_options("cpu", "auto", obj.settings.model_dir)
-    missing = missing_weights([m for n in experiment.networks for m in n] + list(experiment.embedding_models),
-                              options)
+    models = [m for n in experiment.networks for m in n] + [e.generator for e in experiment.steering]
+    missing = missing_weights(models + list(experiment.embedding_models), options)
     if missing:
         click.echo(f"{experiment.source}: {len(missing)} of its models have no weights on this machine "
                    "(nothing was registered or started):", err=True)
