@@ -41,3 +41,23 @@ def test_each_partitions_check_results_are_stored_about_its_latest_materializati
         # About the partition's latest materialization: the UI shows it as executed, not missing.
         assert info.is_current and info.latest_target_materialization_storage_id == latest[
             info.check_key.asset_key.path[0]][info.partition_key]
+
+    # A check planned for the whole range is recorded per partition, each row with its own
+    # partition only (Dagster's own class copies the whole range into every row: N² bytes).
+    [planned, *_] = [r.event_log_entry for run in launcher.instance.get_run_records()
+                     for r in launcher.instance.get_records_for_run(
+                         run.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED).records]
+    assert len(planned.dagster_event.event_specific_data.partitions_subset) == len(registration.run_ids)
+    storage._store_asset_check_evaluation_planned(planned._replace(run_id="replayed"), None)
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+    from dagster._serdes import deserialize_value
+    from sqlalchemy import select
+
+    table = AssetCheckExecutionsTable
+    with storage.index_connection() as conn:
+        rows = conn.execute(select(table.c.partition, table.c.evaluation_event).where(table.c.run_id == "replayed"))
+        rows = list(rows)
+    assert sorted(p for p, _ in rows) == sorted(registration.partition_keys)
+    for partition, serialized in rows:
+        own = deserialize_value(serialized).dagster_event.event_specific_data.partitions_subset
+        assert list(own.get_partition_keys()) == [partition]

@@ -18,6 +18,9 @@ asset, one check evaluation per partition and check). This subclass changes only
 - asset-check evaluations (one per run partition and check) held back until the next event of
   another kind (the check's output follows its evaluations) and then written in one transaction
   per database: a process killed in between loses those check results, not any data;
+- a partitioned check planned for a range of N partitions recorded as N execution rows that
+  each carry the planned event narrowed to their own partition (Dagster's own class stores the
+  whole range's event in every row: N² bytes, 230 MB for one check of 1,000 runs);
 - one planned-materialization event per asset for a partition range instead of one per
   partition (Dagster's ``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``; the cost: partitions
   of a run that fails are not marked failed in the UI; the trace store and the per-partition
@@ -36,8 +39,12 @@ from contextlib import contextmanager
 
 from dagster._core.events import ASSET_EVENTS, DagsterEventType
 from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.sqlite import create_db_conn_string
+from dagster._record import copy
+from dagster._serdes import serialize_value
 from sqlalchemy import Connection, Engine, create_engine, event
 
 # Dagster reads these in the process that writes events: set by the CLI's launcher and handed
@@ -146,6 +153,25 @@ class TracerSqliteEventLogStorage(SqliteEventLogStorage):
             with self._one_transaction_per_database():
                 for event in held:
                     super().store_event(event)
+
+    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
+        planned = event.dagster_event.event_specific_data
+        subset = planned.partitions_subset
+        if subset is None:
+            super()._store_asset_check_evaluation_planned(event, event_id)
+            return
+
+        def narrowed(key: str) -> str:
+            own = copy(planned, partitions_subset=subset.empty_subset().with_partition_keys([key]))
+            return serialize_value(event._replace(dagster_event=event.dagster_event._replace(event_specific_data=own)))
+
+        with self.index_connection() as conn:
+            conn.execute(AssetCheckExecutionsTable.insert().values([
+                dict(asset_key=planned.asset_key.to_string(), check_name=planned.check_name, partition=key,
+                     run_id=event.run_id, execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
+                     evaluation_event=narrowed(key), evaluation_event_timestamp=self._event_insert_timestamp(event),
+                     evaluation_event_storage_id=event_id)
+                for key in subset.get_partition_keys()]))
 
     def dispose(self) -> None:
         self._store_held_checks()
