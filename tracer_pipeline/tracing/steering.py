@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import partial
 
 from tracer_pipeline.errors import TracerError
-from tracer_pipeline.models.base import EmbeddingModel
+from tracer_pipeline.models.base import EmbeddingModel, ModelSpec
 from tracer_pipeline.models.pool import ModelPool
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.steering.feedback import ArtificialUser, embed_one_each
@@ -39,6 +39,15 @@ def artificial_user(pool: ModelPool, run: RunRecord) -> ArtificialUser:
     return ArtificialUser(model, target, float(feedback["noise"]), feedback["both_good"], feedback["both_bad"])
 
 
+def round_version(generator: ModelSpec, run: RunRecord) -> str:
+    """What a round's invocation records as its model version: the generator's and the feedback
+    model's (``1+SceneCLIP@2``). The artificial user's judgements decide every later round, so
+    rounds judged by another version of the feedback model are recomputed on resume, as
+    invocations of another model version are."""
+    feedback = get_model(run.spec["options"]["feedback"]["embedding_model"])
+    return f"{generator.version}+{feedback.name}@{feedback.version}"
+
+
 def run_rounds(
     store: TraceStore,
     pool: ModelPool,
@@ -53,7 +62,8 @@ def run_rounds(
         outcome = outcomes[run.run_id]
         spec = get_model(run.network[0])
         stored = {r.round: r for r in store.steering_rounds(run.run_id)}
-        history = resume_from(store, run, spec, outcome, stored)
+        version = round_version(spec, run)
+        history = resume_from(store, run, spec, outcome, stored, version)
         if len(history) >= run.max_length:
             finish(store, run, outcome)
             continue
@@ -67,5 +77,5 @@ def run_rounds(
         params = run.spec["options"]
         run_steps(store, run, spec, outcome, history,
                   partial(next_round, generator, user, params, run.run_id, run.seed),
-                  store.add_round, "round", on_invocation)
+                  store.add_round, "round", on_invocation, version)
     return outcomes

@@ -23,12 +23,14 @@ Step = TypeVar("Step")  # a kind's record of one step, with an ``invocation_id``
 
 
 def resume_from(store: TraceStore, run: RunRecord, spec: ModelSpec, outcome: RunOutcome,
-                stored: Mapping[int, Step]) -> list[Step]:
+                stored: Mapping[int, Step], version: str | None = None) -> list[Step]:
     """The stored steps (``stored``: step number → record) a run continues from, after deleting
-    what cannot be kept."""
+    what cannot be kept. ``version``: what the steps' invocations record as their model version
+    when more than the model decides a step (default: the model's own)."""
+    version = version or spec.version
     kept: list[Step] = []
     for inv in store.invocations(run.run_id):
-        stale = inv.model != spec.name or inv.model_version != spec.version or inv.seed != run.seed
+        stale = inv.model != spec.name or inv.model_version != version or inv.seed != run.seed
         if stale or inv.error is not None or inv.sequence_number not in stored:
             deleted = store.delete_invocations_from(run.run_id, inv.sequence_number)
             if stale:
@@ -52,12 +54,13 @@ def fail(store: TraceStore, run: RunRecord, outcome: RunOutcome, error: str) -> 
 def run_steps(
     store: TraceStore, run: RunRecord, spec: ModelSpec, outcome: RunOutcome, history: list[Step],
     step: Callable[[list[Step]], tuple[Step, Any]], put: Callable[[Step], None], what: str,
-    on_invocation: Callable[[InvocationRecord], None] | None = None,
+    on_invocation: Callable[[InvocationRecord], None] | None = None, version: str | None = None,
 ) -> None:
     """Make the run's next steps until its target length: ``step(history)`` gives a step's record
     and output, stored as the invocation and then, with its invocation id, by ``put``. A step
     that raises is stored as the invocation's error and fails the run (``what``: the step's name
-    in that message, e.g. "generation")."""
+    in that message, e.g. "generation"; ``version`` as for :func:`resume_from`)."""
+    version = version or spec.version
     store.set_run_status(run.run_id, RunStatus.RUNNING)
     while len(history) < run.max_length:
         number, started = len(history), utcnow()
@@ -66,12 +69,12 @@ def run_steps(
             record, output = step(history)
         except Exception as exc:  # stored as the step's error, like a model's failure
             failure = ModelFailure.from_exception(exc)
-            store.add_invocation(run.run_id, number, spec.name, spec.version, previous, run.seed,
+            store.add_invocation(run.run_id, number, spec.name, version, previous, run.seed,
                                  failure, started, utcnow())
             outcome.computed += 1
             fail(store, run, outcome, f"{what} {number} ({spec.name}): {failure}")
             return
-        inv = store.add_invocation(run.run_id, number, spec.name, spec.version, previous, run.seed,
+        inv = store.add_invocation(run.run_id, number, spec.name, version, previous, run.seed,
                                    output, started, utcnow())
         record = dataclasses.replace(record, invocation_id=inv.id)
         put(record)

@@ -4,6 +4,7 @@ identity; resume after a simulated crash; export and report; the diffusers path'
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from tracer_pipeline.status import RunStatus
 from tracer_pipeline.steering.feedback import ArtificialUser, Choice
 from tracer_pipeline.store import TraceStore
 from tracer_pipeline.store.schema import SteeringRoundRow
+from tracer_pipeline.tracing import steering as steering_engine
 from tracer_pipeline.tracing.embeddings import embed_runs
 from tracer_pipeline.tracing.engines import run_engines
 
@@ -143,6 +145,24 @@ def test_a_stored_run_is_not_computed_again(straight) -> None:
     store, [run_id] = straight
     outcome = run_engines(store, pool(), [run_id])[run_id]
     assert (outcome.stored_before, outcome.computed) == (ROUNDS, 0)
+
+
+def test_rounds_judged_by_another_feedback_model_version_are_recomputed(straight, tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    store, [run_id] = straight
+    generator = get_model("SceneGen").version
+    assert {i.model_version for i in store.invocations(run_id)} == {
+        f"{generator}+SceneCLIP@{get_model('SceneCLIP').version}"}
+    other = TraceStore(f"sqlite:///{tmp_path / 'b.sqlite'}")
+    other.register_experiment(experiment(max_length=2))
+    run_engines(other, pool(), [run_id])
+    # The feedback model changes version (retrained weights): the stored rounds were judged by the
+    # old one, so none is kept.
+    changed = dataclasses.replace(get_model("SceneCLIP"), version="changed")
+    monkeypatch.setattr(steering_engine, "get_model", lambda name: changed if name == "SceneCLIP" else get_model(name))
+    outcome = run_engines(other, pool(), [run_id])[run_id]
+    assert (outcome.stored_before, outcome.recomputed_stale, outcome.computed) == (0, 2, 2)
+    assert {i.model_version for i in other.invocations(run_id)} == {f"{generator}+SceneCLIP@changed"}
 
 
 def test_export_data_writes_preferences_and_round_figures(straight, tmp_path: Path) -> None:
