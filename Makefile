@@ -22,8 +22,10 @@ quickstart: $(INSTALLED) ## set up (first time: a few minutes), then run experim
 	@echo "Report: $${TRACER_DATA_DIR:-tracer_data}/reports/quickstart/report.md. Next: make ui (the Dagster UI)," \
 		"$(BIN)/trajectory-tracer list-runs, $(BIN)/trajectory-tracer export-images --experiment quickstart."
 
+# Two workers (pytest-xdist, in the dev extra), so that both cores work; each is given whole test
+# files, so that a file's module-scoped fixtures (e.g. one run-experiment read by many tests) are built once.
 test: lint ## set up, then ruff and the tests
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(INSTALLED) ## ruff check
 	$(BIN)/ruff check .
