@@ -22,8 +22,14 @@ quickstart: $(INSTALLED) ## set up (first time: a few minutes), then run experim
 	@echo "Report: $${TRACER_DATA_DIR:-tracer_data}/reports/quickstart/report.md. Next: make ui (the Dagster UI)," \
 		"$(BIN)/trajectory-tracer list-runs, $(BIN)/trajectory-tracer export-images --experiment quickstart."
 
+# pytest-xdist workers (in the dev extra): two use both cores of a quiet 2-core machine; on cores that
+# other jobs already keep busy they gain nothing, and `make test TEST_WORKERS=0` runs in one process.
+# Each worker is given whole test files, so that a file's module-scoped fixtures (e.g. one
+# run-experiment read by many tests) are built once.
+TEST_WORKERS ?= 2
+
 test: lint ## set up, then ruff and the tests
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(INSTALLED) ## ruff check
 	$(BIN)/ruff check .

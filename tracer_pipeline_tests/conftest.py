@@ -17,6 +17,10 @@ os.environ.setdefault("TRACER_DEVICE", "cpu")
 # Tiny models are built once and shared by every test, subprocess and later session: builds are
 # atomic and their folders carry the model's version, so a shared cache cannot go stale.
 os.environ.setdefault("TRACER_MODEL_DIR", str(Path(tempfile.gettempdir()) / "tracer-test-models"))
+# Under pytest-xdist (`make test` runs two workers) torch keeps to one thread per worker, and so
+# do the subprocesses a worker starts, so that the workers do not fight over the cores.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tracer_pipeline.config import parse_experiment
@@ -70,11 +71,18 @@ def test_deleting_one_of_two_experiments_that_share_a_run_keeps_the_shared_run(t
     assert refused.returncode == 1 and len(json.loads(tracer("list-runs", "--json", data_dir=data).stdout)) == 1
 
 
-def test_copy_puts_one_experiment_into_a_new_store(tmp_path):
-    data = tmp_path / "data"
+@pytest.fixture(scope="module")
+def two_experiments(tmp_path_factory):
+    """A data directory whose store holds experiments a and b, for the tests below that only read it."""
+    root = tmp_path_factory.mktemp("two")
     small = {**CONFIG, "networks": [["DummyT2I", "DummyI2T"]], "seeds": [1], "max_length": 3}
-    tracer("run-experiment", write(tmp_path / "a.json", {**small, "name": "a"}), data_dir=data)
-    tracer("run-experiment", write(tmp_path / "b.json", {**small, "name": "b", "seeds": [5]}), data_dir=data)
+    tracer("run-experiment", write(root / "a.json", {**small, "name": "a"}), data_dir=root / "data")
+    tracer("run-experiment", write(root / "b.json", {**small, "name": "b", "seeds": [5]}), data_dir=root / "data")
+    return root / "data"
+
+
+def test_copy_puts_one_experiment_into_a_new_store(two_experiments, tmp_path):
+    data = two_experiments
     target = f"sqlite:///{tmp_path / 'subset.sqlite'}"
     assert "copied experiment a" in tracer("copy", "--experiment", "a", "--to", target, data_dir=data).stdout
     rows = json.loads(tracer("--db-url", target, "list-runs", "--json", data_dir=data).stdout)
@@ -97,13 +105,13 @@ def test_read_only_commands_refuse_a_foreign_database_and_a_missing_store_withou
     assert not (tmp_path / "typo").exists()
 
 
-def test_bad_paths_exit_2_with_a_message(tmp_path):
-    data = tmp_path / "data"
-    tracer("run-experiment", write(tmp_path / "c.json", {**CONFIG, "seeds": [1], "max_length": 2}), data_dir=data)
+def test_bad_paths_exit_2_with_a_message(two_experiments, tmp_path):
+    data = two_experiments
+    write(tmp_path / "c.json", {**CONFIG, "seeds": [1], "max_length": 2})
     (tmp_path / "a-file").write_text("")
     for args, data_dir, expected in (
         (["export-data", "--out", str(tmp_path / "a-file" / "out")], data, "cannot write to --out"),
-        (["export-images", "--experiment", "cli", "--out", str(tmp_path / "a-file")], data, "is a file"),
+        (["export-images", "--experiment", "a", "--out", str(tmp_path / "a-file")], data, "is a file"),
         (["run-experiment", str(tmp_path / "c.json")], tmp_path / "a-file", "cannot create the trace store's folder"),
     ):
         result = tracer(*args, data_dir=data_dir, check=False)

@@ -167,10 +167,14 @@ class ModelPool:
             return  # nothing of any size loaded (dummy models): no budget to resolve
         if self.memory_budget_bytes is None:
             return
+        dropped = False
         for name in [n for n in self._loaded if n not in self._needed]:
             if sum(self._sizes[n] for n in self._loaded) + coming <= self.memory_budget_bytes:
                 break
-            self._free(name)
+            self._drop(name)
+            dropped = True
+        if dropped:
+            self._reclaim()
 
     @property
     def options(self) -> LoadOptions:
@@ -213,10 +217,15 @@ class ModelPool:
     def loaded(self) -> list[str]:
         return list(self._loaded)
 
-    def _free(self, name: str) -> None:
+    def _drop(self, name: str) -> None:
         self._loaded.pop(name, None)
         self.events.append(("free", name))
         log.info("freed %s", name)
+
+    @staticmethod
+    def _reclaim() -> None:
+        # Once after dropping any number of models: a full collection walks the whole heap,
+        # which in a long-lived process costs seconds, so one per dropped model adds up.
         gc.collect()
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
@@ -225,6 +234,9 @@ class ModelPool:
     def release(self, name: str | None = None) -> None:
         """Drop one model (every loaded configuration of it), or all, and return the memory,
         GPU memory included."""
-        for key in list(self._loaded):
-            if name is None or key.partition(OPTIONS_SEPARATOR)[0] == get_model(name).name:
-                self._free(key)
+        dropped = [key for key in self._loaded
+                   if name is None or key.partition(OPTIONS_SEPARATOR)[0] == get_model(name).name]
+        for key in dropped:
+            self._drop(key)
+        if dropped:
+            self._reclaim()

@@ -55,7 +55,7 @@ def test_real_and_tiny_twins_are_registered_with_what_they_are() -> None:
     assert get_model("CLIP-ViT-L-14").params["pretrained"] == "laion2b_s32b_b82k"
 
 
-@pytest.mark.parametrize("spec", [s for s in SPECS if s.family is Family.TINY], ids=str)
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.family is Family.TINY], ids=lambda spec: spec.name)
 def test_tiny_models_say_their_outputs_are_noise(spec) -> None:
     assert "noise" in spec.description
 
