@@ -49,8 +49,14 @@ def test_scene_t2i_is_the_cycle_generator_and_the_supervised_one_is_the_baseline
     t2i, supervised = get_model("SceneT2I"), get_model("SceneT2ISupervised")
     assert "generator_cycle.safetensors" in t2i.source and t2i.version == "2"
     assert supervised.source.endswith("/generator.safetensors") and supervised.version == "1"
-    # The captioner and the embedder did not change: their stored outputs stay valid.
-    assert {get_model(n).version for n in ("SceneI2T", "SceneI2TSampled", "SceneCLIP")} == {"1"}
+    # The captioner did not change: its stored outputs stay valid.
+    assert {get_model(n).version for n in ("SceneI2T", "SceneI2TSampled")} == {"1"}
+
+
+def test_retrained_scene_clip_and_its_guided_generator_have_new_versions() -> None:
+    # SceneCLIP was retrained with hard negatives: embeddings (and CLIPGuided images, which it
+    # guides) stored under the old weights must be recomputed, not mixed with new ones.
+    assert get_model("SceneCLIP").version == "2" and get_model("CLIPGuided").version == "2"
 
 
 def test_scene_t2i_draws_prompts_as_people_write_them(pool: ModelPool) -> None:
