@@ -33,8 +33,8 @@ from tracer_pipeline.models.base import (
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # Bump when retrained weights or changed code change what a model outputs: VERSION for
 # SceneT2ISupervised, SceneI2T and SceneI2TSampled, T2I_VERSION for SceneT2I (version 1 was the
-# supervised generator reading prompts word by word), CLIP_VERSION for SceneCLIP (version 1 was
-# trained without hard-negative captions and cutouts, and barely told shapes apart).
+# supervised generator reading prompts word by word), CLIP_VERSION for SceneCLIP (version 1, a ViT
+# image tower trained without hard-negative captions and cutouts, barely told shapes apart).
 VERSION = "1"
 T2I_VERSION = "2"
 CLIP_VERSION = "2"
