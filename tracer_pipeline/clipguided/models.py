@@ -38,8 +38,10 @@ from tracer_pipeline.models.base import (
 from tracer_pipeline.models.options import SHA256_SUFFIX
 from tracer_pipeline.models.weights import HubWeights
 
-# Bump when the code changes what a CLIP-guided model outputs.
+# Bump when the code changes what a CLIP-guided model outputs; CLIPGuided's own version also
+# follows its guide's (SceneCLIP's weights decide its images).
 VERSION = "1"
+SCENE_VERSION = "2"
 VAE_REPO = "stabilityai/sd-vae-ft-mse"
 
 OPTIONS: dict[str, ModelOption] = {
@@ -304,7 +306,7 @@ SPECS = [
         description="CLIP-guided generation offline: SceneCLIP scores random distorted cutouts against the "
                     "prompt while Adam optimises a few flat-coloured shapes (Fourier outlines) over the grey "
                     "SceneWorld background, at 64 px or as a wider panorama.",
-        version=VERSION, source="shipped: weights/clip.safetensors (SceneCLIP as the guide)",
+        version=SCENE_VERSION, source="shipped: weights/clip.safetensors (SceneCLIP as the guide)",
         params=SCENE_DEFAULTS, options={**OPTIONS, "shapes": SHAPES_OPTION},
         check_options=partial(_check, multiple=1), weights_available=_scene_available,
     ),

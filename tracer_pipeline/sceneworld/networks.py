@@ -288,12 +288,16 @@ class ClipConfig:
 
 
 def clip_model_config(config: ClipConfig) -> dict[str, Any]:
-    """open_clip's ``CLIP(**cfg)`` arguments: a ViT on 8×8 patches of the 64×64 image and a text
-    transformer over SceneWorld word ids, pooled at ``[EOS]``."""
+    """open_clip's ``CLIP(**cfg)`` arguments: a small ModifiedResNet (one bottleneck block per
+    stage, width 16, attention pooling) on the 64×64 image and a text transformer over SceneWorld
+    word ids, pooled at ``[EOS]``.
+
+    A ResNet rather than a ViT: a 3-layer ViT on 8×8 patches, trained the same way (hard-negative
+    captions included), still picked the right shape among six captions for only 35 % of held-out
+    scenes; the convolutions see outlines directly."""
     return {
         "embed_dim": config.embed_dim,
-        "vision_cfg": {"image_size": IMAGE_SIZE, "patch_size": 8, "width": 96, "layers": 3,
-                       "head_width": 24, "mlp_ratio": 2.0},
+        "vision_cfg": {"image_size": IMAGE_SIZE, "layers": (1, 1, 1, 1), "width": 16},
         "text_cfg": {"context_length": config.context_length, "vocab_size": config.vocab_size,
                      "width": 64, "heads": 4, "layers": 2, "mlp_ratio": 2.0,
                      "pool_type": "eos", "eos_id": config.eos_id, "pad_id": 0},
