@@ -7,8 +7,10 @@ do two-prompt panoramas put each prompt on its side?
 1. **Captions.** The network ``["CLIPGuided", "SceneI2T"]`` runs through the pipeline (a
    throwaway store, ``run_invocations``) on single-object SceneWorld prompts, one invocation pair
    per prompt and seed. A pair counts when SceneI2T's caption (the captioner is not the guide)
-   names an object with the prompt's shape and colour (``parse_caption``).
-2. **Panoramas.** ``CLIPGuided`` at 128×64 with two shapes, ``prompt_right`` set, with and without
+   names an object with the prompt's shape and colour (``parse_caption``). The same is counted
+   for each run's chosen start (its step-0 intermediate output, the best of the seeded starts
+   before any optimisation step), to tell what the starts do from what the optimisation does.
+2. **Panoramas.** ``CLIPGuided`` at 128×64 with two sprites, ``prompt_right`` set, with and without
    semantic symmetry. A seed counts when the guide (SceneCLIP) scores the left half nearer to the
    left prompt than to the right one, and the right half the other way round. How alike the
    halves' mirrored cutout pairs are: the mean over 16 fixed mirrored pairs of
@@ -73,16 +75,25 @@ def captions(store: TraceStore, pool: ModelPool, count: int, seeds: list[int], s
     runs = run_network(store, pool, "captions", [entry, "SceneI2T"], [t for t, _, _ in table], seeds)
     elapsed = time.perf_counter() - started
     by_prompt = {t: (shape, colour) for t, shape, colour in table}
-    hits, rows, images = 0, [], []
+    captioner = pool.get("SceneI2T")
+    rows, images = [], []
     for run_id, invocations in runs.items():
-        prompt = store.get_run(run_id).prompt
-        shape, colour = by_prompt[prompt]
+        run = store.get_run(run_id)
+        shape, colour = by_prompt[run.prompt]
+        formed = store.intermediate_outputs([run_id])
         caption = invocations[1].output_text or ""
-        hit = any(o.shape == shape and o.colour == colour for o in parse_caption(caption))
-        hits += hit
-        rows.append({"prompt": prompt, "seed": store.get_run(run_id).seed, "caption": caption, "hit": hit})
-        images.append((invocations[0].output, store.intermediate_outputs([run_id])))
-    return {"pairs": len(rows), "hits": hits, "share": hits / len(rows), "seconds_per_image": elapsed / len(rows),
+        [start_caption] = captioner.generate([formed[0].image], [run.seed])  # step 0: the chosen start
+        read = [parse_caption(c) for c in (caption, start_caption)]
+        rows.append({"prompt": run.prompt, "seed": run.seed, "caption": caption, "start_caption": start_caption,
+                     **{key: any(o.shape == shape and o.colour == colour for o in objects)
+                        for key, objects in zip(("hit", "start_hit"), read, strict=True)},
+                     "colour": any(o.colour == colour for o in read[0]),
+                     "shape": any(o.shape == shape for o in read[0])})
+        images.append((invocations[0].output, formed))
+    n = len(rows)
+    counts = {key: sum(r[key] for r in rows) for key in ("hit", "start_hit", "colour", "shape")}
+    return {"pairs": n, "hits": counts["hit"], "share": counts["hit"] / n, "start_hits": counts["start_hit"],
+            "colour_hits": counts["colour"], "shape_hits": counts["shape"], "seconds_per_image": elapsed / n,
             "rows": rows, "images": images}
 
 

@@ -106,11 +106,15 @@ class SceneGenerator(nn.Module):
         """Sprites (B, slots, 4, 28, 28) from slot vectors and the jitter noise (B, JITTER_DIM)."""
         batch = slots.shape[0]
         queries = self.slot_queries.expand(batch, -1, -1)
-        per_slot_noise = noise.view(batch, len(POSITIONS), JITTER_PER_SLOT)
-        features = self.slot_mlp(torch.cat([slots, queries, per_slot_noise], dim=-1))
-        c0, n = self.config.channels[0], len(POSITIONS)
-        sprites = self.decoder(features.view(batch * n, c0, self.base, self.base))
-        return sprites.view(batch, n, 4, self.config.sprite, self.config.sprite)
+        return self.decode_sprites(slots, queries, noise.view(batch, len(POSITIONS), JITTER_PER_SLOT))
+
+    def decode_sprites(self, slots: torch.Tensor, queries: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Sprites (..., 4, 28, 28) as logits of colour and opacity from slot vectors (..., W),
+        the slot queries saying which slot each is drawn for (..., W) and each one's jitter
+        (..., JITTER_PER_SLOT). Also how CLIPGuided draws sprites it places itself."""
+        features = self.slot_mlp(torch.cat([slots, queries, noise], dim=-1))
+        sprites = self.decoder(features.view(-1, self.config.channels[0], self.base, self.base))
+        return sprites.view(*slots.shape[:-1], 4, self.config.sprite, self.config.sprite)
 
     def compose(self, sprites: torch.Tensor) -> torch.Tensor:
         """Lay each slot's sprite (colour, opacity) over the background, centred on its slot."""

@@ -55,8 +55,9 @@ def test_scene_t2i_is_the_cycle_generator_and_the_supervised_one_is_the_baseline
 
 def test_retrained_scene_clip_and_its_guided_generator_have_new_versions() -> None:
     # SceneCLIP was retrained with hard negatives: embeddings (and CLIPGuided images, which it
-    # guides) stored under the old weights must be recomputed, not mixed with new ones.
-    assert get_model("SceneCLIP").version == "2" and get_model("CLIPGuided").version == "2"
+    # guides; version 3 also draws them with SceneT2I's decoder) stored under the old weights must be
+    # recomputed, not mixed with new ones.
+    assert get_model("SceneCLIP").version == "2" and get_model("CLIPGuided").version == "3"
 
 
 def test_scene_t2i_draws_prompts_as_people_write_them(pool: ModelPool) -> None:
