@@ -81,12 +81,15 @@ _COMMON_DEFAULTS: dict[str, Any] = {
 }
 # Milder distortions than the real models': SceneCLIP reads 64 px scenes, and a 10° turn of a
 # 64 px cutout already moves its edge by 5 px.
-# 128 seeded starts: a start is one decoded object, cheap to score, and the guide's gradient
-# changes a start's colour or shape (measured: 100 steps from the best of 128 starts put the
-# prompt's colour and shape in more images than the best of 32 with 150 steps; BENCHMARKS.md).
+# 128 seeded starts: a start is one decoded object per sprite, cheap to score, and the guide's
+# gradient then changes a start's colour or shape (BENCHMARKS.md: what the starts and the steps
+# each do). A panorama's prompt changes across the middle half (blend 0.5), between the homes of
+# two sprites (¼ and ¾ of the width): blended across the whole width, each sprite's cutouts were
+# scored a quarter against the other side's prompt, and the left sprite often took the right
+# prompt's colour (5 of 8 panoramas placed, against 7 of 8).
 SCENE_DEFAULTS: dict[str, Any] = {**_COMMON_DEFAULTS, "width": 64, "height": 64, "steps": 100, "lr": 0.05,
                                   "cut_min": 0.8, "cut_max": 1.0, "rotate_deg": 5.0, "skew": 0.05, "blur": 0.5,
-                                  "shapes": 1, "restarts": 128}
+                                  "shapes": 1, "restarts": 128, "blend": 0.5}
 REAL_DEFAULTS: dict[str, Any] = {**_COMMON_DEFAULTS, "width": 256, "height": 256, "steps": 300, "lr": 0.05,
                                  "cut_min": 0.4, "cut_max": 1.0, "cutouts": 16}
 TINY_DEFAULTS: dict[str, Any] = {**REAL_DEFAULTS, "width": 64, "height": 64, "steps": 16}

@@ -31,7 +31,7 @@ def test_a_model_named_alone_and_given_its_defaults_is_the_same_run():
 
 @pytest.mark.parametrize("option, value", [
     ("steps", 20), ("lr", 0.2), ("cutouts", 4), ("cut_min", 0.5), ("rotate_deg", 0.0), ("skew", 0.0),
-    ("blur", 0.0), ("prompt_right", "a blue star"), ("blend", 0.5), ("tone_symmetry", 1.0),
+    ("blur", 0.0), ("prompt_right", "a blue star"), ("blend", 1.0), ("tone_symmetry", 1.0),
     ("semantic_symmetry", 0.2), ("tv", 0.1), ("frames", 4), ("restarts", 2), ("width", 128), ("shapes", 2),
 ])
 def test_every_option_that_changes_outputs_changes_the_run(option, value):
