@@ -44,9 +44,10 @@ class SpriteCanvas:
     Each sprite's clause is a sequence of word mixtures (softmax over the generator's content
     words: not the separators, not the special tokens), pooled as the generator pools a clause's
     words (their mean embedding) and turned into a slot vector by its clause layers; the decoder
-    draws it with the centre slot's query (the slot whose sprites were trained to sit in the
-    middle of their place) and the sprite's jitter. A sprite is 28 px at 64 px height and scales
-    with the height; it is placed by bilinear resampling, so its centre is differentiable.
+    draws it with the centre slot's query (the slot a start's words, "… in the centre", name)
+    and the sprite's jitter, kept within the renderer's ±2. A sprite is 28 px at 64 px height
+    and scales with the height; it is placed by bilinear resampling, so its centre is
+    differentiable.
     """
 
     def __init__(self, generator: Any, tokenizer: Any, shapes: int, device: str = "cpu"):
