@@ -87,10 +87,11 @@ class SpriteCanvas:
 
     def render(self, parameters: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
         moves, logits, jitter = parameters
-        pooled = (logits.softmax(dim=-1) @ self._embeddings).mean(dim=1)
+        dtype = self._embeddings.dtype  # the decoder's (the parameters stay float32)
+        pooled = (logits.softmax(dim=-1).to(dtype) @ self._embeddings).mean(dim=1)
         slots = self.network.clause_values(self.network.clause_mlp(pooled))
-        noise = JITTER_RANGE * torch.tanh(jitter / JITTER_RANGE)
-        sprites = torch.sigmoid(self.network.decode_sprites(slots, self._query.expand_as(slots), noise))
+        noise = (JITTER_RANGE * torch.tanh(jitter / JITTER_RANGE)).to(dtype)
+        sprites = torch.sigmoid(self.network.decode_sprites(slots, self._query.expand_as(slots), noise).float())
         centres = self._homes + CENTRE_PACE * moves
         side = sprites.shape[-1] * height / IMAGE_SIZE
         image = self._background
