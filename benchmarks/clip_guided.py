@@ -7,12 +7,16 @@ do two-prompt panoramas put each prompt on its side?
 1. **Captions.** The network ``["CLIPGuided", "SceneI2T"]`` runs through the pipeline (a
    throwaway store, ``run_invocations``) on single-object SceneWorld prompts, one invocation pair
    per prompt and seed. A pair counts when SceneI2T's caption (the captioner is not the guide)
-   names an object with the prompt's shape and colour (``parse_caption``).
-2. **Panoramas.** ``CLIPGuided`` at 128×64 with two shapes, ``prompt_right`` set, with and without
+   names an object with the prompt's shape and colour (``parse_caption``). The same is counted
+   for each run's chosen start (its step-0 intermediate output, the best of the seeded starts
+   before any optimisation step), to tell what the starts do from what the optimisation does.
+2. **Panoramas.** ``CLIPGuided`` at 128×64 with two sprites, ``prompt_right`` set, with and without
    semantic symmetry. A seed counts when the guide (SceneCLIP) scores the left half nearer to the
    left prompt than to the right one, and the right half the other way round. How alike the
    halves' mirrored cutout pairs are: the mean over 16 fixed mirrored pairs of
    cos(patch₁ − text₁, patch₂ − text₂) (the term's own quantity) and of cos(patch₁, patch₂).
+   And, as a stricter check than the guide's: how many halves SceneI2T, shown each 64 px half
+   alone, reads as its own prompt's colour and shape.
 
 Everything runs on CPU with one torch thread, so the figures are the same on every run.
 Images go to ``docs/clip_guided/``.
@@ -38,6 +42,7 @@ from tracer_pipeline.clipguided.models import SceneGuide  # noqa: E402
 from tracer_pipeline.clipguided.optimise import from_image  # noqa: E402
 from tracer_pipeline.config import parse_experiment  # noqa: E402
 from tracer_pipeline.models.pool import ModelPool, resolve_load_options  # noqa: E402
+from tracer_pipeline.models.registry import get_model  # noqa: E402
 from tracer_pipeline.sceneworld.grammar import COLOURS, SHAPES, parse_caption  # noqa: E402
 from tracer_pipeline.store import TraceStore  # noqa: E402
 from tracer_pipeline.tracing.invocations import run_invocations  # noqa: E402
@@ -73,16 +78,25 @@ def captions(store: TraceStore, pool: ModelPool, count: int, seeds: list[int], s
     runs = run_network(store, pool, "captions", [entry, "SceneI2T"], [t for t, _, _ in table], seeds)
     elapsed = time.perf_counter() - started
     by_prompt = {t: (shape, colour) for t, shape, colour in table}
-    hits, rows, images = 0, [], []
+    captioner = pool.get("SceneI2T")
+    rows, images = [], []
     for run_id, invocations in runs.items():
-        prompt = store.get_run(run_id).prompt
-        shape, colour = by_prompt[prompt]
+        run = store.get_run(run_id)
+        shape, colour = by_prompt[run.prompt]
+        formed = store.intermediate_outputs([run_id])
         caption = invocations[1].output_text or ""
-        hit = any(o.shape == shape and o.colour == colour for o in parse_caption(caption))
-        hits += hit
-        rows.append({"prompt": prompt, "seed": store.get_run(run_id).seed, "caption": caption, "hit": hit})
-        images.append((invocations[0].output, store.intermediate_outputs([run_id])))
-    return {"pairs": len(rows), "hits": hits, "share": hits / len(rows), "seconds_per_image": elapsed / len(rows),
+        [start_caption] = captioner.generate([formed[0].image], [run.seed])  # step 0: the chosen start
+        read = [parse_caption(c) for c in (caption, start_caption)]
+        rows.append({"prompt": run.prompt, "seed": run.seed, "caption": caption, "start_caption": start_caption,
+                     **{key: any(o.shape == shape and o.colour == colour for o in objects)
+                        for key, objects in zip(("hit", "start_hit"), read, strict=True)},
+                     "colour": any(o.colour == colour for o in read[0]),
+                     "shape": any(o.shape == shape for o in read[0])})
+        images.append((invocations[0].output, formed))
+    n = len(rows)
+    counts = {key: sum(r[key] for r in rows) for key in ("hit", "start_hit", "colour", "shape")}
+    return {"pairs": n, "hits": counts["hit"], "share": counts["hit"] / n, "start_hits": counts["start_hit"],
+            "colour_hits": counts["colour"], "shape_hits": counts["shape"], "seconds_per_image": elapsed / n,
             "rows": rows, "images": images}
 
 
@@ -99,9 +113,10 @@ def half_scores(guide: SceneGuide, image: Image.Image, left: str, right: str) ->
     return cos[0][0] > cos[0][1] and cos[1][1] > cos[1][0], [cos[0][0], cos[0][1], cos[1][0], cos[1][1]]
 
 
-def pair_likeness(guide: SceneGuide, image: Image.Image, left: str, right: str) -> tuple[float, float]:
-    """Mean over 16 fixed mirrored cutout pairs of cos(patch₁ − text₁, patch₂ − text₂), and of
-    cos(patch₁, patch₂)."""
+def pair_likeness(guide: SceneGuide, image: Image.Image, left: str, right: str,
+                  blend: float) -> tuple[float, float]:
+    """Mean over 16 fixed mirrored cutout pairs of cos(patch₁ − text₁, patch₂ − text₂), the texts
+    mixed across the image as the model mixes them (``blend``), and of cos(patch₁, patch₂)."""
     pixels = from_image(image, image.height, image.width)
     generator = torch.Generator().manual_seed(0)
     boxes = objective.draw_boxes(16, image.height, image.width, 0.5, 1.0, generator)
@@ -111,7 +126,7 @@ def pair_likeness(guide: SceneGuide, image: Image.Image, left: str, right: str) 
         vectors = guide.encode_images(objective.cutouts(pixels, pairs, [objective.Distortion()] * len(pairs),
                                                         guide.size))
         texts = guide.encode_texts([left, right])
-        weights = objective.right_weights([b.x for b in pairs], image.width, 1.0)
+        weights = objective.right_weights([b.x for b in pairs], image.width, blend)
         mixed = objective.mixed_text(texts[:1], texts[1:], weights)
     n = len(boxes)
     semantic = float(objective.semantic_symmetry(vectors[:n], vectors[n:], mixed[:n], mixed[n:]))
@@ -119,8 +134,20 @@ def pair_likeness(guide: SceneGuide, image: Image.Image, left: str, right: str) 
     return semantic, plain
 
 
+def halves_read(captioner: object, image: Image.Image, left: str, right: str, seed: int) -> list[bool]:
+    """Whether SceneI2T, shown each half of a panorama alone, names its prompt's colour and shape."""
+    half = image.width // 2
+    read = []
+    for box, prompt in (((0, 0, half, image.height), left), ((half, 0, image.width, image.height), right)):
+        [wanted] = parse_caption(prompt)
+        [caption] = captioner.generate([image.crop(box)], [seed])
+        read.append(any(o.shape == wanted.shape and o.colour == wanted.colour for o in parse_caption(caption)))
+    return read
+
+
 def panoramas(store: TraceStore, pool: ModelPool, seeds: list[int], steps: int | None, weight: float) -> dict:
     guide = SceneGuide(pool.options)
+    captioner = pool.get("SceneI2T")
     results: dict = {}
     for label, semantic in (("without", 0.0), ("with", weight)):
         rows, images = [], []
@@ -133,16 +160,20 @@ def panoramas(store: TraceStore, pool: ModelPool, seeds: list[int], steps: int |
             for run_id, invocations in runs.items():
                 image = invocations[0].output
                 placed, cosines = half_scores(guide, image, left, right)
-                semantic_alike, plain_alike = pair_likeness(guide, image, left, right)
-                rows.append({"left": left, "right": right, "seed": store.get_run(run_id).seed, "placed": placed,
+                semantic_alike, plain_alike = pair_likeness(guide, image, left, right,
+                                                            get_model("CLIPGuided").params["blend"])
+                seed = store.get_run(run_id).seed
+                rows.append({"left": left, "right": right, "seed": seed, "placed": placed,
                              "cosines": [round(c, 3) for c in cosines], "pair_semantic": semantic_alike,
-                             "pair_cos": plain_alike, "caption": invocations[1].output_text})
+                             "pair_cos": plain_alike, "halves_read": halves_read(captioner, image, left, right, seed)})
                 images.append(image)
         n = len(rows)
         results[label] = {"seeds_placed": sum(r["placed"] for r in rows), "runs": n,
                           "share_placed": sum(r["placed"] for r in rows) / n,
                           "pair_semantic": sum(r["pair_semantic"] for r in rows) / n,
-                          "pair_cos": sum(r["pair_cos"] for r in rows) / n, "rows": rows, "images": images}
+                          "pair_cos": sum(r["pair_cos"] for r in rows) / n,
+                          "halves_read": sum(sum(r["halves_read"]) for r in rows), "halves": 2 * n,
+                          "rows": rows, "images": images}
     return results
 
 

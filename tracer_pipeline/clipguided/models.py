@@ -1,7 +1,7 @@
 """The CLIP-guided text→image models as registry entries, their options, and their adapter.
 
-- **CLIPGuided** (offline): SceneCLIP guides a :class:`~.canvases.ShapesCanvas` at 64 px (or a
-  wider panorama).
+- **CLIPGuided** (offline): SceneCLIP guides a :class:`~.canvases.SpriteCanvas` (sprites drawn
+  by SceneT2I's decoder) at 64 px (or a wider panorama).
 - **CLIPGuided-ViT-B-32**, **CLIPGuided-ViT-L-14** (real): open_clip's LAION ViT-B/32 or ViT-L/14
   guides the latent of the Stable Diffusion VAE (``AutoencoderKL``, ``stabilityai/sd-vae-ft-mse``),
   both loaded from this machine's copies (never downloaded).
@@ -38,8 +38,12 @@ from tracer_pipeline.models.base import (
 from tracer_pipeline.models.options import SHA256_SUFFIX
 from tracer_pipeline.models.weights import HubWeights
 
-# Bump when the code changes what a CLIP-guided model outputs.
+# Bump when the code changes what a CLIP-guided model outputs; CLIPGuided's own version also
+# follows its guide's and its decoder's weights (SceneCLIP's and SceneT2I's decide its images).
+# CLIPGuided version 1: SceneCLIP version 1 guiding Fourier-outlined shapes; 2: SceneCLIP
+# version 2 guiding the same; 3: sprites drawn by SceneT2I's decoder.
 VERSION = "1"
+SCENE_VERSION = "3"
 VAE_REPO = "stabilityai/sd-vae-ft-mse"
 
 OPTIONS: dict[str, ModelOption] = {
@@ -68,7 +72,7 @@ OPTIONS: dict[str, ModelOption] = {
     "init_image": ModelOption(Path, "an image to start from (relative to the experiment file); null: none",
                               nullable=True),
 }
-SHAPES_OPTION = ModelOption(int, "CLIPGuided only: shapes on the canvas, spread across the width", 1, 8)
+SHAPES_OPTION = ModelOption(int, "CLIPGuided only: sprites on the canvas, spread across the width", 1, 8)
 
 _COMMON_DEFAULTS: dict[str, Any] = {
     "cutouts": 8, "rotate_deg": 10.0, "skew": 0.1, "blur": 1.0, "prompt_right": None, "blend": 1.0,
@@ -77,9 +81,15 @@ _COMMON_DEFAULTS: dict[str, Any] = {
 }
 # Milder distortions than the real models': SceneCLIP reads 64 px scenes, and a 10° turn of a
 # 64 px cutout already moves its edge by 5 px.
-SCENE_DEFAULTS: dict[str, Any] = {**_COMMON_DEFAULTS, "width": 64, "height": 64, "steps": 150, "lr": 0.05,
+# 128 seeded starts: a start is one decoded object per sprite, cheap to score, and the guide's
+# gradient then changes a start's colour or shape (BENCHMARKS.md: what the starts and the steps
+# each do). A panorama's prompt changes across the middle half (blend 0.5), between the homes of
+# two sprites (¼ and ¾ of the width): blended across the whole width, each sprite's cutouts are
+# scored about a quarter against the other side's prompt (measured: 10 of 16 panoramas with each
+# prompt on its side, against 13 of 16).
+SCENE_DEFAULTS: dict[str, Any] = {**_COMMON_DEFAULTS, "width": 64, "height": 64, "steps": 100, "lr": 0.05,
                                   "cut_min": 0.8, "cut_max": 1.0, "rotate_deg": 5.0, "skew": 0.05, "blur": 0.5,
-                                  "shapes": 1, "restarts": 32}
+                                  "shapes": 1, "restarts": 128, "blend": 0.5}
 REAL_DEFAULTS: dict[str, Any] = {**_COMMON_DEFAULTS, "width": 256, "height": 256, "steps": 300, "lr": 0.05,
                                  "cut_min": 0.4, "cut_max": 1.0, "cutouts": 16}
 TINY_DEFAULTS: dict[str, Any] = {**REAL_DEFAULTS, "width": 64, "height": 64, "steps": 16}
@@ -215,11 +225,14 @@ class OpenClipGuide:
 
 
 def _load_scene(spec: ModelSpec, options: LoadOptions) -> CLIPGuidedModel:
-    from tracer_pipeline.clipguided.canvases import ShapesCanvas
+    from tracer_pipeline.clipguided.canvases import SpriteCanvas
+    from tracer_pipeline.sceneworld.models import WEIGHTS_DIR, SceneT2I
 
+    drawer = SceneT2I(WEIGHTS_DIR, options)  # its cycle-trained generator draws the sprites
+    drawer.network.requires_grad_(False)
     shapes = int(spec.params["shapes"])
-    return CLIPGuidedModel(SceneGuide(options), lambda: ShapesCanvas(shapes, options.device), spec.params,
-                           _init_image(spec))
+    return CLIPGuidedModel(SceneGuide(options), lambda: SpriteCanvas(drawer.network, drawer.tokenizer, shapes,
+                                                                     options.device), spec.params, _init_image(spec))
 
 
 def _load_autoencoder(directory: Path, options: LoadOptions) -> Any:
@@ -283,7 +296,7 @@ def _real_available(repo_id: str) -> Any:
 def _scene_available(options: LoadOptions) -> bool:
     from tracer_pipeline.sceneworld.models import WEIGHTS_DIR, weight_files
 
-    return (WEIGHTS_DIR / weight_files("clip")[0]).exists()
+    return all((WEIGHTS_DIR / weight_files(name)[0]).exists() for name in ("clip", "generator_cycle"))
 
 
 def _real(name: str, architecture: str, repo_id: str) -> ModelSpec:
@@ -302,9 +315,11 @@ SPECS = [
     ModelSpec(
         name="CLIPGuided", kind=ModelKind.TEXT_TO_IMAGE, family=Family.SCENEWORLD, loader=_load_scene,
         description="CLIP-guided generation offline: SceneCLIP scores random distorted cutouts against the "
-                    "prompt while Adam optimises a few flat-coloured shapes (Fourier outlines) over the grey "
-                    "SceneWorld background, at 64 px or as a wider panorama.",
-        version=VERSION, source="shipped: weights/clip.safetensors (SceneCLIP as the guide)",
+                    "prompt while Adam optimises the inputs of SceneT2I's sprite decoder (each sprite's clause as "
+                    "a mixture of word embeddings, its jitter, its place) over the grey SceneWorld background, "
+                    "at 64 px or as a wider panorama.",
+        version=SCENE_VERSION, source="shipped: weights/clip.safetensors (SceneCLIP as the guide), "
+                                      "weights/generator_cycle.safetensors (SceneT2I's decoder as the canvas)",
         params=SCENE_DEFAULTS, options={**OPTIONS, "shapes": SHAPES_OPTION},
         check_options=partial(_check, multiple=1), weights_available=_scene_available,
     ),

@@ -32,12 +32,14 @@ from tracer_pipeline.models.base import (
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # Bump when retrained weights or changed code change what a model outputs: VERSION for
-# SceneT2ISupervised, SceneI2T, SceneI2TSampled and SceneCLIP, T2I_VERSION for SceneT2I (version 1
-# was the supervised generator reading prompts word by word).
+# SceneT2ISupervised, SceneI2T and SceneI2TSampled, T2I_VERSION for SceneT2I (version 1 was the
+# supervised generator reading prompts word by word), CLIP_VERSION for SceneCLIP (version 1, a ViT
+# image tower trained without hard-negative captions and cutouts, barely told shapes apart).
 VERSION = "1"
 T2I_VERSION = "2"
+CLIP_VERSION = "2"
 # What train_all writes; the sceneworld_models asset's code version.
-TRAINING_VERSION = "2"
+TRAINING_VERSION = "3"
 # The seed's stream for the cycle generator's latent noise, apart from the jitter's and the
 # prompt reader's.
 _LATENT_STREAM = 0x1A7E
@@ -254,8 +256,10 @@ SPECS = [
     ModelSpec(
         name="SceneCLIP", kind=ModelKind.EMBEDDING, family=Family.SCENEWORLD, loader=_load_clip,
         description="SceneWorld joint text–image embedding: a small open_clip CLIP trained "
-                    "contrastively on (scene, caption) pairs, 64-d.",
-        version=VERSION, source=f"shipped: {WEIGHTS_DIR.name}/clip.safetensors",
+                    "contrastively on (scene, caption) pairs, with captions that differ only in one "
+                    "object's shape, colour, size or position as hard negatives, and on CLIPGuided's "
+                    "cutouts as well as whole scenes; 64-d.",
+        version=CLIP_VERSION, source=f"shipped: {WEIGHTS_DIR.name}/clip.safetensors",
         embeds=frozenset({Modality.TEXT, Modality.IMAGE}), weights_available=_available("clip"),
     ),
 ]

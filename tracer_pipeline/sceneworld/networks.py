@@ -106,11 +106,15 @@ class SceneGenerator(nn.Module):
         """Sprites (B, slots, 4, 28, 28) from slot vectors and the jitter noise (B, JITTER_DIM)."""
         batch = slots.shape[0]
         queries = self.slot_queries.expand(batch, -1, -1)
-        per_slot_noise = noise.view(batch, len(POSITIONS), JITTER_PER_SLOT)
-        features = self.slot_mlp(torch.cat([slots, queries, per_slot_noise], dim=-1))
-        c0, n = self.config.channels[0], len(POSITIONS)
-        sprites = self.decoder(features.view(batch * n, c0, self.base, self.base))
-        return sprites.view(batch, n, 4, self.config.sprite, self.config.sprite)
+        return self.decode_sprites(slots, queries, noise.view(batch, len(POSITIONS), JITTER_PER_SLOT))
+
+    def decode_sprites(self, slots: torch.Tensor, queries: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Sprites (..., 4, 28, 28) as logits of colour and opacity from slot vectors (..., W),
+        the slot queries saying which slot each is drawn for (..., W) and each one's jitter
+        (..., JITTER_PER_SLOT). Also how CLIPGuided draws sprites it places itself."""
+        features = self.slot_mlp(torch.cat([slots, queries, noise], dim=-1))
+        sprites = self.decoder(features.view(-1, self.config.channels[0], self.base, self.base))
+        return sprites.view(*slots.shape[:-1], 4, self.config.sprite, self.config.sprite)
 
     def compose(self, sprites: torch.Tensor) -> torch.Tensor:
         """Lay each slot's sprite (colour, opacity) over the background, centred on its slot."""
@@ -288,12 +292,16 @@ class ClipConfig:
 
 
 def clip_model_config(config: ClipConfig) -> dict[str, Any]:
-    """open_clip's ``CLIP(**cfg)`` arguments: a ViT on 8×8 patches of the 64×64 image and a text
-    transformer over SceneWorld word ids, pooled at ``[EOS]``."""
+    """open_clip's ``CLIP(**cfg)`` arguments: a small ModifiedResNet (one bottleneck block per
+    stage, width 16, attention pooling) on the 64×64 image and a text transformer over SceneWorld
+    word ids, pooled at ``[EOS]``.
+
+    A ResNet rather than a ViT: a 3-layer ViT on 8×8 patches, trained the same way (hard-negative
+    captions included), still picked the right shape among six captions for only 35 % of held-out
+    scenes; the convolutions see outlines directly."""
     return {
         "embed_dim": config.embed_dim,
-        "vision_cfg": {"image_size": IMAGE_SIZE, "patch_size": 8, "width": 96, "layers": 3,
-                       "head_width": 24, "mlp_ratio": 2.0},
+        "vision_cfg": {"image_size": IMAGE_SIZE, "layers": (1, 1, 1, 1), "width": 16},
         "text_cfg": {"context_length": config.context_length, "vocab_size": config.vocab_size,
                      "width": 64, "heads": 4, "layers": 2, "mlp_ratio": 2.0,
                      "pool_type": "eos", "eos_id": config.eos_id, "pad_id": 0},

@@ -19,6 +19,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,11 @@ from torch.nn import functional as F
 from tracer_pipeline.sceneworld import networks as nets
 from tracer_pipeline.sceneworld.grammar import (
     CLAUSE_SEPARATORS,
+    COLOURS,
     POSITIONS,
+    SHAPES,
+    SIZES,
+    Scene,
     canonical_caption,
     is_held_out,
     random_scene,
@@ -44,6 +49,7 @@ from tracer_pipeline.sceneworld.prompts import (
 from tracer_pipeline.sceneworld.render import (
     BACKGROUND,
     CENTRES,
+    IMAGE_SIZE,
     JITTER_DIM,
     image_array,
     object_masks,
@@ -61,6 +67,8 @@ SCHEDULE = {"captioner": (800, 48, 2e-3), "clip": (800, 128, 1e-3), "generator":
 # Weights of the cycle generator's loss terms besides the captioner's cross-entropy: the
 # renderer-supervised structure term and the bottleneck's KL term (per item, summed over slots).
 CYCLE_STRUCTURE, CYCLE_KL = 1.0, 1e-3
+# The share of SceneCLIP's training pictures cut as CLIPGuided cuts its canvas.
+CLIP_CUT_SHARE = 0.5
 BACKGROUND_PIXEL = torch.tensor(BACKGROUND, dtype=torch.float32).view(1, 3, 1, 1) / 255.0
 
 
@@ -154,21 +162,96 @@ def train_captioner(out_dir: Path, seed: int, tokenizer: WordTokenizer,
     return loss
 
 
+class _ClipBatches:
+    """SceneCLIP's training examples: rendered scenes (half of them cut as CLIPGuided cuts its
+    canvas), a caption of each (a quarter canonical, as runs feed them onward), and four
+    captions per scene that differ from its own only in one object's shape (two of them), colour, or size or position.
+
+    Without the hard negatives a batch of random scenes is told apart by colours and places
+    alone, and SceneCLIP picked the right shape among six captions for 31 % of held-out scenes.
+    A negative is worded as its scene's caption (the same draws), and is never the caption of a
+    held-out scene."""
+
+    def __init__(self, seed: int, stream: int, tokenizer: WordTokenizer):
+        self.rng = np.random.default_rng([seed, stream])
+        self.cut_rng = torch.Generator().manual_seed(seed * 1000 + 12)
+        self.tokenizer = tokenizer
+
+    def __call__(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images (n, 3, 64, 64), tokens (n, L), hard negatives' tokens (n, K, L))."""
+        images, tokens, negatives = [], [], []
+        for _ in range(n):
+            scene = random_scene(self.rng, held_out=False)
+            jitter = np.clip(self.rng.standard_normal(JITTER_DIM), -2.0, 2.0)
+            index = int(self.rng.integers(len(scene.objects)))
+            wording = None if self.rng.random() < 0.25 else int(self.rng.integers(2**63))
+            images.append(image_array(render(scene, jitter)))
+            tokens.append(self._caption(scene, wording))
+            negatives.append([self._caption(other, wording) for other in self._altered(scene, index)])
+        pixels = torch.from_numpy(np.stack(images))
+        cut = torch.rand(n, generator=self.cut_rng) < CLIP_CUT_SHARE
+        for i in torch.nonzero(cut)[:, 0].tolist():
+            pixels[i] = self._cutout(pixels[i:i + 1])[0]
+        return pixels, torch.tensor(tokens), torch.tensor(negatives)
+
+    def _caption(self, scene: Scene, wording: int | None) -> list[int]:
+        """The canonical caption (``wording`` None) or the varied one drawn with ``wording``."""
+        text = canonical_caption(scene) if wording is None else varied_caption(scene, np.random.default_rng(wording))
+        return self.tokenizer.encode(text)
+
+    def _altered(self, scene: Scene, index: int) -> list[Scene]:
+        """The hard negatives' scenes: object ``index`` with another shape (twice), another
+        colour, and another size or another free position; never a held-out scene."""
+        target = scene.objects[index]
+        free = tuple(p for p in POSITIONS if p not in {o.position for o in scene.objects})
+        kinds = ([("shape", v) for v in SHAPES], [("shape", v) for v in SHAPES], [("colour", v) for v in COLOURS],
+                 [("size", v) for v in SIZES] + [("position", v) for v in free])
+        out: list[Scene] = []
+        used = {getattr(target, a) for a in ("shape", "colour", "size", "position")}
+        for candidates in kinds:
+            options = [(a, v) for a, v in candidates if v not in used]
+            other = None
+            while options and other is None:
+                attribute, value = options.pop(int(self.rng.integers(len(options))))
+                objects = [replace(target, **{attribute: value}) if o == target else o for o in scene.objects]
+                other = Scene(tuple(objects))
+                used.add(value)
+                if is_held_out(other):
+                    other = None
+            # Every variant held out (rare): any training scene is still a negative.
+            out.append(other or random_scene(self.rng, held_out=False))
+        return out
+
+    def _cutout(self, pixels: torch.Tensor) -> torch.Tensor:
+        """One cutout of a (1, 3, 64, 64) picture as CLIPGuided's defaults draw it (box side
+        0.8–1.0, up to ±5° turn, ±0.05 shear, 0.5 px blur), resampled to 64 px."""
+        from tracer_pipeline.clipguided import objective
+        from tracer_pipeline.clipguided.models import SCENE_DEFAULTS as d
+
+        box = objective.draw_boxes(1, IMAGE_SIZE, IMAGE_SIZE, d["cut_min"], d["cut_max"], self.cut_rng)
+        distortion = objective.draw_distortions(1, d["rotate_deg"], d["skew"], d["blur"], self.cut_rng)
+        return objective.cutouts(pixels, box, distortion, IMAGE_SIZE)
+
+
 def train_clip(out_dir: Path, seed: int, tokenizer: WordTokenizer,
                progress: Progress | None = None) -> float:
+    """Contrastive training: each image against every caption of the batch and its own hard
+    negatives, each caption against every image of the batch."""
     torch.manual_seed(seed * 1000 + 2)
     config = nets.ClipConfig(vocab_size=len(tokenizer), eos_id=tokenizer.eos_id,
                              context_length=tokenizer.context_length)
     model = nets.build_clip(config)
-    batches = _Batches(seed, 2, tokenizer)
+    batches = _ClipBatches(seed, 2, tokenizer)
     batch = SCHEDULE["clip"][1]
     labels = torch.arange(batch)
 
     def loss_fn(step: int) -> torch.Tensor:
-        images, _, tokens = batches(batch, "varied")
+        images, tokens, negatives = batches(batch)
         image_features, text_features, scale = model(nets.clip_pixels(images), tokens)
+        hard = F.normalize(model.encode_text(negatives.flatten(0, 1)), dim=-1).view(batch, -1, text_features.shape[1])
         logits = scale * image_features @ text_features.T
-        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        image_logits = torch.cat([logits, scale * torch.einsum("bd,bkd->bk", image_features, hard)], dim=1)
+        return (F.cross_entropy(image_logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
     loss = _train("clip", model, loss_fn, progress)
     _save(out_dir, "clip", model, config)

@@ -26,12 +26,12 @@ def run_id(*entries) -> str:
 def test_a_model_named_alone_and_given_its_defaults_is_the_same_run():
     bare = run_id("CLIPGuided")
     assert run_id({"model": "CLIPGuided"}) == bare
-    assert run_id({"model": "CLIPGuided", "steps": 150, "cutouts": 8}) == bare
+    assert run_id({"model": "CLIPGuided", "steps": 100, "cutouts": 8}) == bare
 
 
 @pytest.mark.parametrize("option, value", [
     ("steps", 20), ("lr", 0.2), ("cutouts", 4), ("cut_min", 0.5), ("rotate_deg", 0.0), ("skew", 0.0),
-    ("blur", 0.0), ("prompt_right", "a blue star"), ("blend", 0.5), ("tone_symmetry", 1.0),
+    ("blur", 0.0), ("prompt_right", "a blue star"), ("blend", 1.0), ("tone_symmetry", 1.0),
     ("semantic_symmetry", 0.2), ("tv", 0.1), ("frames", 4), ("restarts", 2), ("width", 128), ("shapes", 2),
 ])
 def test_every_option_that_changes_outputs_changes_the_run(option, value):
@@ -98,7 +98,7 @@ def test_two_networks_that_differ_only_in_options_are_two_networks():
     assert len({r.run_id for r in exp.runs()}) == 2
     with pytest.raises(ConfigError, match="duplicate network .* with the same options"):
         parse_experiment({**BASE, "networks": [["CLIPGuided", "SceneI2T"],
-                                               [{"model": "CLIPGuided", "steps": 150}, "SceneI2T"]]}, "x")
+                                               [{"model": "CLIPGuided", "steps": 100}, "SceneI2T"]]}, "x")
 
 
 def test_list_models_shows_each_models_options_and_defaults(settings):
@@ -106,12 +106,12 @@ def test_list_models_shows_each_models_options_and_defaults(settings):
     text = runner.invoke(cli, ["--data-dir", str(settings.data_dir), "list-models"])
     assert text.exit_code == 0, text.output
     assert 'CLIPGuided options (in a network: {"model": "CLIPGuided", <option>: value}):' in text.output
-    assert any(line.split()[:2] == ["steps", "150"] for line in text.output.splitlines())
+    assert any(line.split()[:2] == ["steps", "100"] for line in text.output.splitlines())
     rows = json.loads(runner.invoke(cli, ["--data-dir", str(settings.data_dir), "list-models", "--json"]).output)
     by_name = {r["name"]: r for r in rows}
     assert by_name["CLIPGuided"]["options"]["prompt_right"]["default"] is None
     assert by_name["CLIPGuided"]["options"]["steps"] == {
-        "default": 150, "accepts": "an integer from 1 to 10000", "meaning": "optimisation steps (Adam)"}
+        "default": 100, "accepts": "an integer from 1 to 10000", "meaning": "optimisation steps (Adam)"}
     assert by_name["SceneI2T"]["options"] == {}
 
 

@@ -63,6 +63,35 @@ def test_the_cycle_generator_never_trains_on_held_out_scenes() -> None:
     assert all(scene is not None and not is_held_out(scene) for scene in scenes)
 
 
+def test_scene_clip_trains_against_captions_that_differ_only_in_one_attribute() -> None:
+    from tracer_pipeline.sceneworld.grammar import is_held_out, scene_from_caption
+
+    tokenizer = WordTokenizer.for_grammar()
+    images, tokens, negatives = train._ClipBatches(0, 2, tokenizer)(32)
+    assert images.shape == (32, 3, 64, 64) and negatives.shape == (32, 4, tokens.shape[1])
+    changed_kinds = []
+    for own, others in zip(tokens, negatives, strict=True):
+        scene = scene_from_caption(tokenizer.decode(own[1:].tolist()))
+        assert scene is not None and not is_held_out(scene)
+        kinds = []
+        for row in others:
+            other = scene_from_caption(tokenizer.decode(row[1:].tolist()))
+            assert other is not None and other != scene and not is_held_out(other)
+            a, b = set(scene.objects), set(other.objects)
+            if len(a - b) == len(b - a) == 1:  # one object changed: in which attributes?
+                [x], [y] = a - b, b - a
+                kinds.append(tuple(k for k in ("shape", "colour", "size", "position")
+                                   if getattr(x, k) != getattr(y, k)))
+            else:
+                kinds.append(None)
+        changed_kinds.append(kinds)
+    # Two shape negatives, one colour, one size or position: each changes one attribute only
+    # (a random training scene stands in, rarely, when every variant is held out).
+    assert all(k[0] == k[1] == ("shape",) and k[2] == ("colour",) for k in changed_kinds)
+    assert sum(k[3] in (("size",), ("position",)) for k in changed_kinds) >= 30
+    assert not (images[0] == images[1]).all()
+
+
 def test_the_retraining_asset_trains_once_then_keeps_what_it_trained(tiny_schedule, monkeypatch, instance, resources,
                                                                     settings):
     import functools
