@@ -388,6 +388,28 @@ class TraceStore(GenerationTables, SteeringTables, IntermediateTables, AnalysisT
             )
             return [_invocation(r) for r in rows]
 
+    def invocation_digests(self, run_ids: Sequence[str]) -> dict[str, list[tuple[int, str, str | None, str | None]]]:
+        """Per run, (sequence number, output type, output sha256, output text) of each invocation
+        that has an output, in order, without the images: what a report needs of every stored run,
+        in a few queries instead of one per run."""
+        columns = (InvocationRow.run_id, InvocationRow.sequence_number, InvocationRow.output_type,
+                   InvocationRow.output_sha256, InvocationRow.output_text)
+        found: dict[str, list[tuple[int, str, str | None, str | None]]] = {run_id: [] for run_id in run_ids}
+        with self.reading() as s:
+            for chunk in _chunks(list(run_ids)):
+                for run_id, seq, output_type, digest, text in s.execute(
+                        select(*columns).where(InvocationRow.run_id.in_(list(chunk)), InvocationRow.error.is_(None))
+                        .order_by(InvocationRow.run_id, InvocationRow.sequence_number)):
+                    found[run_id].append((seq, output_type, digest, text))
+        return found
+
+    def images(self, run_id: str, sequence_numbers: Sequence[int]) -> dict[int, bytes]:
+        """Sequence number → PNG bytes of these image outputs of a run."""
+        with self.reading() as s:
+            return dict(s.execute(select(InvocationRow.sequence_number, InvocationRow.output_image).where(
+                InvocationRow.run_id == run_id, InvocationRow.sequence_number.in_(list(sequence_numbers)),
+                InvocationRow.output_image.is_not(None))).all())
+
     def invocation_outlines(
         self, run_ids: Sequence[str] | None = None
     ) -> dict[str, list[tuple[int, str, str | None, bool]]]:
@@ -547,6 +569,34 @@ class TraceStore(GenerationTables, SteeringTables, IntermediateTables, AnalysisT
             return [], [], np.zeros((0, 0), dtype=np.float32)
         return ([r[0] for r in rows], [r[1] for r in rows],
                 np.stack([bytes_to_vector(r[2]) for r in rows]))
+
+    def trajectories(self, run_ids: Sequence[str],
+                     embedding_model: str) -> dict[str, tuple[list[int], list[str], np.ndarray]]:
+        """:meth:`trajectory` of each of these runs (every one present, empty when not embedded),
+        in a few queries instead of one per run."""
+        rows: dict[str, list] = {run_id: [] for run_id in run_ids}
+        with self.reading() as s:
+            for chunk in _chunks(list(run_ids)):
+                for run_id, seq, output_type, vector in s.execute(
+                        select(InvocationRow.run_id, InvocationRow.sequence_number, InvocationRow.output_type,
+                               EmbeddingRow.vector)
+                        .join(EmbeddingRow, EmbeddingRow.invocation_id == InvocationRow.id)
+                        .where(InvocationRow.run_id.in_(list(chunk)), EmbeddingRow.embedding_model == embedding_model)
+                        .order_by(InvocationRow.run_id, InvocationRow.sequence_number)):
+                    rows[run_id].append((seq, output_type, vector))
+        return {run_id: ([r[0] for r in found], [r[1] for r in found], np.stack([bytes_to_vector(r[2]) for r in found]))
+                if found else ([], [], np.zeros((0, 0), dtype=np.float32)) for run_id, found in rows.items()}
+
+    def reference_embeddings(self, run_ids: Sequence[str], embedding_model: str) -> dict[str, tuple[str, np.ndarray]]:
+        """:meth:`reference_embedding` of these runs (those that have one), in a few queries."""
+        found = {}
+        with self.reading() as s:
+            for chunk in _chunks(list(run_ids)):
+                for row in s.scalars(select(ReferenceEmbeddingRow).where(
+                        ReferenceEmbeddingRow.run_id.in_(list(chunk)),
+                        ReferenceEmbeddingRow.embedding_model == embedding_model)):
+                    found[row.run_id] = (row.model_version, bytes_to_vector(row.vector))
+        return found
 
     # persistence diagrams ---------------------------------------------------------------
 
