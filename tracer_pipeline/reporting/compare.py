@@ -38,7 +38,7 @@ END_STATE_BLOCK = 512  # end states compared with every other at a time
 # All-pairs diagram distances up to this many runs; beyond, a sample of this many (module docstring).
 MAX_ALL_PAIRS_RUNS = 1000
 # Earlier runs whose diagram distance is computed for each run when there are no all-pairs matrices.
-NEAREST_CANDIDATES = 64
+NEAREST_CANDIDATES = 256
 
 
 def diagram_hash(diagram: dict[int, np.ndarray]) -> str:

@@ -50,7 +50,7 @@ def _finite_h1(run: RunData) -> np.ndarray:
 def h1_wasserstein(runs: Sequence[RunData], comparison: StoreComparison | None) -> np.ndarray:
     """The H1 Wasserstein matrix between ``runs``: from the comparison when it covers them all
     with their current diagrams, else computed here."""
-    if comparison is not None:
+    if comparison is not None and (1, "wasserstein") in comparison.matrices:
         index = {run_id: i for i, run_id in enumerate(comparison.run_ids)}
         if all(r.run_id in index and comparison.diagram_hashes[index[r.run_id]] == diagram_hash(r.diagram)
                for r in runs):
