@@ -467,7 +467,7 @@ class TraceStore(GenerationTables, SteeringTables, IntermediateTables, AnalysisT
         keys = [(inv.run_id, inv.sequence_number) for inv in invocations]
         with self.session() as s:
             # One statement executed for every row, not a VALUES clause of every row: that was
-            # compiled anew each round, and 10,000 rows of 13 columns pass SQLite's 32,766 variables.
+            # compiled anew each round, and 10,000 rows of 13 columns pass SQLite's default limit of 32,766 variables.
             s.execute(self._insert(InvocationRow).on_conflict_do_nothing(
                 index_elements=["run_id", "sequence_number"]), rows)
             stored = {}

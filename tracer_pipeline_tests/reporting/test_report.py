@@ -217,3 +217,16 @@ def test_above_the_all_pairs_limit_the_report_compares_a_sample_and_says_so(monk
     assert nearest.figures["unproven"] == 0
     by_shape = [r for r in report.tables["nearest_earlier_runs"] if r["measure"] == "H1 Wasserstein"]
     assert by_shape == [r for r in small_report.tables["nearest_earlier_runs"] if r["measure"] == "H1 Wasserstein"]
+
+
+def test_the_semantic_baseline_takes_the_pairs_of_a_sample_above_the_limit(monkeypatch) -> None:
+    from tracer_pipeline.reporting.measures import measure_run
+    from tracer_pipeline.reporting.sections.stuck import first_output_similarity
+
+    measures = [measure_run(r) for r in small_experiment().runs]
+    monkeypatch.setattr(compare, "MAX_ALL_PAIRS_RUNS", 4)
+    sampled = {r.run_id for r in compare.pair_sample([m.run for m in measures])}
+    bounded = first_output_similarity(measures)
+    monkeypatch.setattr(compare, "MAX_ALL_PAIRS_RUNS", 1000)
+    assert bounded == first_output_similarity([m for m in measures if m.run.run_id in sampled])
+    assert bounded != first_output_similarity(measures)

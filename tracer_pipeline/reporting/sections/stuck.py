@@ -10,6 +10,7 @@ import numpy as np
 from tracer_pipeline.analysis.cosine import unit_rows
 from tracer_pipeline.analysis.stuck import diversity_collapse
 from tracer_pipeline.reporting import plots
+from tracer_pipeline.reporting.compare import MAX_ALL_PAIRS_RUNS, pair_sample
 from tracer_pipeline.reporting.data import Report, RunData
 from tracer_pipeline.reporting.findings import (
     MIN_POINTS,
@@ -104,11 +105,15 @@ def first_output_similarity(measures: Sequence[RunMeasures]) -> dict[str, float 
     """Null baseline for semantic stuckness, per modality: the median cosine similarity between
     the first outputs of runs started from different prompts. When even those are at least
     ``SEMANTIC_THRESHOLD`` alike, the embedding model cannot tell unrelated outputs of that
-    modality apart, and "each output like the last" is its blindness, not stuckness."""
+    modality apart, and "each output like the last" is its blindness, not stuckness.
+
+    The pairs are those among at most ``MAX_ALL_PAIRS_RUNS`` runs (``reporting.compare.pair_sample``,
+    a fixed sample beyond): 10,000 runs would make 50 million pairs."""
     result: dict[str, float | None] = {}
+    sample = {r.run_id for r in pair_sample([m.run for m in measures])}
     for modality in MODALITIES:
         firsts = []
-        for m in measures:
+        for m in (m for m in measures if m.run.run_id in sample):
             kinds = row_modalities(m.run)
             index = next((i for i, kind in enumerate(kinds) if kind == modality), None)
             if index is not None:
@@ -199,7 +204,9 @@ def section(report: Report, measures: Sequence[RunMeasures]) -> list[str]:
             baseline = [f"{num(v)} ({k})" for k, v in f["first_output_similarity"].items() if v is not None]
             if baseline:
                 line += (" *Baseline:* the first outputs of runs from different prompts are a median "
-                         f"{', '.join(baseline)} alike.")
+                         f"{', '.join(baseline)} alike"
+                         + (f" (pairs among a fixed sample of {MAX_ALL_PAIRS_RUNS} of the {f['semantic_runs']} runs)."
+                            if f["semantic_runs"] > MAX_ALL_PAIRS_RUNS else "."))
             lines.append(line)
         else:
             lines.append(f"\n**Semantically stuck:** not measured — {f['semantic_reason']}.")
