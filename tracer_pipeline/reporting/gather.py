@@ -52,14 +52,19 @@ def runs_data(store: TraceStore, runs: Sequence[RunRecord], embedding_model: str
     for start in range(0, len(ids), DIAGRAM_CHUNK):
         diagrams |= {d.run_id: d.points for d in store.diagrams(ids[start:start + DIAGRAM_CHUNK])
                      if d.embedding_model == embedding_model and d.subset == "all"}
+    shown: dict[str, list[int]] = {}
+    for run_id in (run.run_id for run in runs if run.run_id in with_images):
+        image_seqs = [seq for seq, kind, _, _ in outputs[run_id] if kind == "image"]
+        step = max(1, len(image_seqs) // CONTACT_IMAGES)
+        shown[run_id] = [*image_seqs[::step][:CONTACT_IMAGES], *image_seqs[-1:]]  # the last image too
+    every_png = store.images([(run_id, seq) for run_id, seqs in shown.items() for seq in seqs])
     found = []
     for run in runs:
         invocations = outputs[run.run_id]
         image_seqs = [seq for seq, kind, _, _ in invocations if kind == "image"]
         texts = [text for _, kind, _, text in invocations if kind == "text"]
-        step = max(1, len(image_seqs) // CONTACT_IMAGES)
-        shown = image_seqs[::step][:CONTACT_IMAGES] if run.run_id in with_images else []
-        pngs = store.images(run.run_id, [*shown, *image_seqs[-1:]]) if run.run_id in with_images else {}
+        pngs = {seq: every_png[(run.run_id, seq)] for seq in shown.get(run.run_id, [])}
+        contact = shown.get(run.run_id, [])[:-1]
         seqs, _, vectors = trajectories[run.run_id]
         reference = references.get(run.run_id)
         found.append(RunData(
@@ -72,7 +77,7 @@ def runs_data(store: TraceStore, runs: Sequence[RunRecord], embedding_model: str
             diagram=diagrams.get(run.run_id, {}),
             last_image=png_to_image(pngs[image_seqs[-1]]) if pngs else None,
             last_caption=texts[-1] if texts else None,
-            images=tuple((seq, png_to_image(pngs[seq])) for seq in shown),
+            images=tuple((seq, png_to_image(pngs[seq])) for seq in contact),
             factors=factors(run),
             embedder_unsuited=unsuited_reason(embedding_model, run.network),
             seed_mode=run.seed_mode,

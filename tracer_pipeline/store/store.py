@@ -411,12 +411,16 @@ class TraceStore(GenerationTables, SteeringTables, IntermediateTables, AnalysisT
                     found[run_id].append((seq, output_type, digest, text))
         return found
 
-    def images(self, run_id: str, sequence_numbers: Sequence[int]) -> dict[int, bytes]:
-        """Sequence number → PNG bytes of these image outputs of a run."""
+    def images(self, outputs: Sequence[tuple[str, int]]) -> dict[tuple[str, int], bytes]:
+        """(run id, sequence number) → PNG bytes of these image outputs, in a few queries."""
+        found = {}
         with self.reading() as s:
-            return dict(s.execute(select(InvocationRow.sequence_number, InvocationRow.output_image).where(
-                InvocationRow.run_id == run_id, InvocationRow.sequence_number.in_(list(sequence_numbers)),
-                InvocationRow.output_image.is_not(None))).all())
+            for chunk in _chunks(list(outputs)):
+                found |= {(run_id, seq): image for run_id, seq, image in s.execute(
+                    select(InvocationRow.run_id, InvocationRow.sequence_number, InvocationRow.output_image).where(
+                        tuple_(InvocationRow.run_id, InvocationRow.sequence_number).in_(chunk),
+                        InvocationRow.output_image.is_not(None)))}
+        return found
 
     def invocation_outlines(
         self, run_ids: Sequence[str] | None = None
