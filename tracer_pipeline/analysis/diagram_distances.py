@@ -406,17 +406,39 @@ def diagram_distance_matrix(
     _check_metric(metric)
     count = len(diagrams)
     if others is None:
-        bars, offsets, born_at_zero = _pack(diagrams, h0_by_sorting)
         first, second = np.triu_indices(count, k=1)
+        values = diagram_distances_of_pairs(diagrams, metric, first, second, threads, h0_by_sorting)
     else:
-        bars, offsets, born_at_zero = _pack([*diagrams, *others], h0_by_sorting)
         first, second = np.divmod(np.arange(count * len(others)), len(others))
-        second = second + count
+        values = diagram_distances_of_pairs([*diagrams, *others], metric, first, second + count, threads,
+                                            h0_by_sorting)
+    if others is not None:
+        return values.reshape(count, len(others))
+    matrix = np.zeros((count, count))
+    matrix[first, second] = values
+    matrix[second, first] = values
+    return matrix
+
+
+def diagram_distances_of_pairs(
+    diagrams: Sequence[np.ndarray],
+    metric: DiagramMetric,
+    first: np.ndarray,
+    second: np.ndarray,
+    threads: int | None = None,
+    h0_by_sorting: bool = True,
+) -> np.ndarray:
+    """The distances between ``diagrams[first[k]]`` and ``diagrams[second[k]]`` for every k, in
+    parallel (``diagram_distance_matrix``'s kernel and arguments): for chosen pairs, where all of
+    them would be too many. A pair gives the same value as in the matrix when ``first < second``
+    (the matrix computes each pair in that order)."""
+    _check_metric(metric)
+    bars, offsets, born_at_zero = _pack(diagrams, h0_by_sorting)
     workers = len(os.sched_getaffinity(0)) if threads is None else threads
     if workers < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
-    first = first.astype(np.int64)
-    second = second.astype(np.int64)
+    first = np.asarray(first, dtype=np.int64)
+    second = np.asarray(second, dtype=np.int64)
     values = np.empty(first.size)
     bottleneck = metric == "bottleneck"
 
@@ -431,12 +453,117 @@ def diagram_distance_matrix(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for done in [pool.submit(run, worker) for worker in range(workers)]:
             done.result()
-    if others is not None:
-        return values.reshape(count, len(others))
-    matrix = np.zeros((count, count))
-    matrix[first, second] = values
-    matrix[second, first] = values
-    return matrix
+    return values
+
+
+def distance_lower_bounds(diagrams: Sequence[np.ndarray], metric: DiagramMetric) -> np.ndarray:
+    """One number s per diagram such that d(X, Y) ≥ |s(X) − s(Y)| for every pair: for
+    1-Wasserstein the total distance to the diagonal Σ δ₂, for bottleneck the largest δ_∞.
+
+    Why: each point is either on the diagonal, costing its δ, or matched to a point y at a
+    distance ≥ |δ(x) − δ(y)| (δ is the distance to a set, 1-Lipschitz in the ground metric). Summed
+    over a matching (Wasserstein) the costs are ≥ |Σ δ(X) − Σ δ(Y)|; for the bottleneck, the point
+    of X farthest from the diagonal costs ≥ max δ(X) − max δ(Y), and symmetrically."""
+    _check_metric(metric)
+    bounds = np.empty(len(diagrams))
+    for i, diagram in enumerate(diagrams):
+        bars = _finite_bars(diagram)
+        lengths = bars[:, 1] - bars[:, 0]
+        if metric == "wasserstein":
+            bounds[i] = float(np.sum(lengths / math.sqrt(2.0)))
+        else:
+            bounds[i] = float(np.max(lengths) / 2) if lengths.size else 0.0
+    return bounds
+
+
+def nearest_earlier_by_candidates(
+    diagrams: Sequence[np.ndarray],
+    metric: DiagramMetric,
+    order: Sequence[float] | np.ndarray,
+    k: int = 1,
+    candidates: int = 64,
+) -> tuple[list[list[tuple[int, float]]], np.ndarray]:
+    """``nearest_earlier_runs`` without all pairs: each run against at most ``candidates`` earlier
+    runs, those whose lower bound (``distance_lower_bounds``) is closest to its own.
+
+    The answer of a run is proven to be that of all pairs when every earlier run was a candidate,
+    or when the k-th distance found is below the lower bound of every earlier run left out (with a
+    margin of 1e-9 for rounding); a run not proven has the k nearest among its candidates. The
+    distances are computed in the all-pairs matrix's order of the two diagrams, so a proven answer
+    equals ``nearest_earlier_runs`` on ``diagram_distance_matrix`` (same ties, same values).
+
+    Returns:
+        For each run, up to k pairs (j, distance), nearest first (ties by earlier order, then
+        lower index), and whether each run's answer is proven.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if candidates < k:
+        raise ValueError(f"candidates must be at least k ({k}), got {candidates}")
+    keys = np.asarray(order)
+    count = len(diagrams)
+    if count == 0:
+        return [], np.ones(0, dtype=bool)
+    if keys.shape != (count,):
+        raise ValueError(f"order must have one key per diagram ({count}), got shape {keys.shape}")
+    bounds = distance_lower_bounds(diagrams, metric)
+    by_order = np.argsort(keys, kind="stable")
+    # The earlier runs, sorted by lower bound, grow one group of equal order keys at a time.
+    earlier_bounds = np.empty(0)
+    earlier_index = np.empty(0, dtype=np.int64)
+    chosen: list[tuple[int, np.ndarray]] = []
+    left_out_bound = np.full(count, np.inf)  # the smallest |Δ bound| among earlier runs not chosen
+    start = 0
+    while start < count:
+        stop = start
+        while stop < count and keys[by_order[stop]] == keys[by_order[start]]:
+            stop += 1
+        for i in by_order[start:stop]:
+            picked, rest = _closest_bounds(earlier_bounds, bounds[i], candidates)
+            chosen.append((i, earlier_index[picked]))
+            left_out_bound[i] = rest
+        group = by_order[start:stop]
+        group = group[np.argsort(bounds[group], kind="stable")]  # np.insert keeps their order at one place
+        at = np.searchsorted(earlier_bounds, bounds[group], side="right")
+        earlier_bounds = np.insert(earlier_bounds, at, bounds[group])
+        earlier_index = np.insert(earlier_index, at, group)
+        start = stop
+    first = np.concatenate([np.full(js.size, i, dtype=np.int64) for i, js in chosen])
+    second = np.concatenate([js for _, js in chosen]).astype(np.int64)
+    low, high = np.minimum(first, second), np.maximum(first, second)
+    values = diagram_distances_of_pairs(diagrams, metric, low, high)
+    neighbours: list[list[tuple[int, float]]] = [[] for _ in range(count)]
+    proven = np.ones(count, dtype=bool)
+    offset = 0
+    for i, js in chosen:
+        d = values[offset: offset + js.size]
+        offset += js.size
+        ranked = np.lexsort((js, keys[js], d))[:k]
+        neighbours[i] = [(int(js[r]), float(d[r])) for r in ranked]
+        if ranked.size == k:
+            proven[i] = d[ranked[-1]] < left_out_bound[i] - 1e-9 * (1 + d[ranked[-1]])
+        else:  # fewer than k candidates: every earlier run was one
+            proven[i] = not np.isfinite(left_out_bound[i])
+    return neighbours, proven
+
+
+def _closest_bounds(sorted_bounds: np.ndarray, bound: float, candidates: int) -> tuple[np.ndarray, float]:
+    """The positions of the ``candidates`` values of ``sorted_bounds`` nearest ``bound`` and the
+    smallest distance to ``bound`` among the others (inf when none is left out)."""
+    if sorted_bounds.size <= candidates:
+        return np.arange(sorted_bounds.size), np.inf
+    at = int(np.searchsorted(sorted_bounds, bound))
+    low, high = max(at - candidates, 0), min(at + candidates, sorted_bounds.size)
+    gaps = np.abs(sorted_bounds[low:high] - bound)
+    order = np.argsort(gaps, kind="stable")
+    picked = order[:candidates] + low
+    # The nearest left out is the next in the window, or just outside it on either side.
+    outside = [gaps[order[candidates]]] if order.size > candidates else []
+    if low > 0:
+        outside.append(abs(bound - sorted_bounds[low - 1]))
+    if high < sorted_bounds.size:
+        outside.append(abs(sorted_bounds[high] - bound))
+    return picked, float(min(outside))
 
 
 def nearest_earlier_runs(

@@ -1,28 +1,44 @@
-"""Comparisons across every run in the store ("has it done this before?"): all-pairs persistence
-diagram distances, recurring end states (attractors), and each run's nearest earlier runs.
+"""Comparisons across every run in the store ("has it done this before?"): persistence diagram
+distances, recurring end states (attractors), and each run's nearest earlier runs.
 
 The all-pairs matrices grow as n², so ``compare_store`` keeps the rows of a previous comparison
 for runs whose diagrams did not change and computes only the pairs that involve new or changed
-runs.
+runs, and computes them at all only for up to ``MAX_ALL_PAIRS_RUNS`` runs (1,000 runs: 500,000
+pairs per matrix). Beyond that, what needs all pairs is bounded instead: the distribution of the
+pairwise distances is that of the pairs among a fixed sample of ``MAX_ALL_PAIRS_RUNS`` runs
+(``pair_sample``), and each run's nearest earlier runs by diagram are searched among the earlier
+runs whose lower bound is nearest its own, proven exact where the bound allows
+(``analysis.diagram_distances.nearest_earlier_by_candidates``).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial.distance import pdist, squareform
+from scipy.spatial.distance import cdist
 
 from tracer_pipeline.analysis.attractors import find_attractors
 from tracer_pipeline.analysis.cosine import unit_rows
-from tracer_pipeline.analysis.diagram_distances import METRICS, diagram_distance_matrix, nearest_earlier_runs
+from tracer_pipeline.analysis.diagram_distances import (
+    METRICS,
+    diagram_distance_matrix,
+    nearest_earlier_by_candidates,
+    nearest_earlier_runs,
+)
 from tracer_pipeline.reporting.data import RunData
 from tracer_pipeline.reporting.measures import MODALITIES, end_state
 from tracer_pipeline.store import AttractorData, StoreComparison
 
 HOMOLOGY_DIMS = (0, 1)
 DEFAULT_ATTRACTOR_THRESHOLD = 0.1
+END_STATE_BLOCK = 512  # end states compared with every other at a time
+# All-pairs diagram distances up to this many runs; beyond, a sample of this many (module docstring).
+MAX_ALL_PAIRS_RUNS = 1000
+# Earlier runs whose diagram distance is computed for each run when there are no all-pairs matrices.
+NEAREST_CANDIDATES = 256
 
 
 def diagram_hash(diagram: dict[int, np.ndarray]) -> str:
@@ -38,6 +54,17 @@ def diagram_hash(diagram: dict[int, np.ndarray]) -> str:
 
 def _bars(run: RunData, dim: int) -> np.ndarray:
     return np.asarray(run.diagram.get(dim, np.empty((0, 2))), dtype=np.float64).reshape(-1, 2)
+
+
+def pair_sample(runs: Sequence[RunData]) -> list[RunData]:
+    """``runs`` when there are at most ``MAX_ALL_PAIRS_RUNS``, else the ``MAX_ALL_PAIRS_RUNS`` whose
+    run ids hash lowest (sha256), in their given order: a sample fixed by the runs alone, which
+    adding runs to the store changes little."""
+    if len(runs) <= MAX_ALL_PAIRS_RUNS:
+        return list(runs)
+    chosen = set(sorted(range(len(runs)), key=lambda i: hashlib.sha256(runs[i].run_id.encode()).digest())
+                 [:MAX_ALL_PAIRS_RUNS])
+    return [run for i, run in enumerate(runs) if i in chosen]
 
 
 def _distance_matrices(runs: Sequence[RunData], hashes: Sequence[str],
@@ -107,6 +134,10 @@ def compare_store(
 ) -> StoreComparison:
     """All-pairs diagram distances and attractors over every given run (one embedding model).
 
+    With more than ``MAX_ALL_PAIRS_RUNS`` runs the matrices are not computed (``matrices`` is
+    empty): the report then compares a sample and searches nearest runs among candidates (module
+    docstring). The attractors always take every run.
+
     Distances: for H0 and H1, bottleneck and 1-Wasserstein
     (``analysis.diagram_distances.diagram_distance_matrix``; infinite bars dropped; a run without
     a diagram in a dimension counts as the empty diagram; H0 of Rips diagrams, every bar born at
@@ -141,7 +172,7 @@ def compare_store(
         embedding_model=embedding_model,
         run_ids=tuple(run.run_id for run in runs),
         diagram_hashes=hashes,
-        matrices=_distance_matrices(runs, hashes, previous),
+        matrices=_distance_matrices(runs, hashes, previous) if len(runs) <= MAX_ALL_PAIRS_RUNS else {},
         attractors=_attractors(runs, attractor_threshold),
         attractor_threshold=attractor_threshold,
     )
@@ -153,27 +184,44 @@ def _nearest(run_ids: Sequence[str], distances: np.ndarray, order: Sequence[int]
     return {run_id: [(run_ids[j], d) for j, d in found] for run_id, found in zip(run_ids, neighbours, strict=True)}
 
 
+@dataclass(frozen=True)
+class NearestRuns:
+    """Each run's nearest earlier runs (run id → up to k (earlier run id, distance), nearest
+    first; empty for the first run) and the runs whose answer is not proven to be that of all
+    pairs (searched among candidates only)."""
+
+    found: dict[str, list[tuple[str, float]]]
+    unproven: tuple[str, ...]
+
+
 def nearest_earlier_by_diagram(
     comparison: StoreComparison,
     runs: Sequence[RunData],
     k: int = 1,
     homology_dim: int = 1,
     metric: str = "wasserstein",
-) -> dict[str, list[tuple[str, float]]]:
+) -> NearestRuns:
     """Each run's k nearest earlier runs by persistence-diagram distance.
 
-    ``analysis.diagram_distances.nearest_earlier_runs`` on ``comparison.matrices[(homology_dim,
-    metric)]``, with "earlier" meaning a lower ``RunData.order``. Only runs both in the comparison
-    and in ``runs`` (which supply the order) take part.
-
-    Returns:
-        run id → up to k (earlier run id, distance), nearest first; empty for the first run.
+    With the comparison's all-pairs matrix, ``analysis.diagram_distances.nearest_earlier_runs`` on
+    ``comparison.matrices[(homology_dim, metric)]``; without it (more than ``MAX_ALL_PAIRS_RUNS``
+    runs), ``nearest_earlier_by_candidates`` on the runs' diagrams with ``NEAREST_CANDIDATES``
+    candidates each: the same answer where it is proven, the nearest among the candidates where
+    not. "Earlier" means a lower ``RunData.order``. Only runs both in the comparison and in
+    ``runs`` (which supply the order and, without a matrix, the diagrams) take part.
     """
     order = {run.run_id: run.order for run in runs}
     index = [i for i, run_id in enumerate(comparison.run_ids) if run_id in order]
     ids = [comparison.run_ids[i] for i in index]
-    distances = comparison.matrices[(homology_dim, metric)][np.ix_(index, index)]
-    return _nearest(ids, distances, [order[run_id] for run_id in ids], k)
+    keys = [order[run_id] for run_id in ids]
+    if (homology_dim, metric) in comparison.matrices:
+        distances = comparison.matrices[(homology_dim, metric)][np.ix_(index, index)]
+        return NearestRuns(_nearest(ids, distances, keys, k), ())
+    by_id = {run.run_id: run for run in runs}
+    neighbours, proven = nearest_earlier_by_candidates(
+        [_bars(by_id[run_id], homology_dim) for run_id in ids], metric, np.asarray(keys), k, NEAREST_CANDIDATES)
+    found = {run_id: [(ids[j], d) for j, d in near] for run_id, near in zip(ids, neighbours, strict=True)}
+    return NearestRuns(found, tuple(run_id for run_id, ok in zip(ids, proven, strict=True) if not ok))
 
 
 def nearest_earlier_by_end_state(
@@ -184,7 +232,20 @@ def nearest_earlier_by_end_state(
     indices, states = end_states(runs, modality)
     if not indices:
         return {}
-    # 1 − s(x, y) = ‖x̂ − ŷ‖² / 2 from exact differences, as the attractors use: runs stuck on
-    # the same output are exactly 0 apart.
-    distances = squareform(pdist(unit_rows(states), metric="sqeuclidean") / 2)
-    return _nearest([runs[i].run_id for i in indices], distances, [runs[i].order for i in indices], k)
+    ids = [runs[i].run_id for i in indices]
+    keys = np.array([runs[i].order for i in indices])
+    points = unit_rows(states)
+    found: dict[str, list[tuple[str, float]]] = {}
+    # A block of rows against every run at a time: the (R, R) matrix of 10,000 runs would take
+    # 800 MB. 1 − s(x, y) = ‖x̂ − ŷ‖² / 2 from exact differences, as the attractors use: runs stuck
+    # on the same output are exactly 0 apart.
+    for start in range(0, len(ids), END_STATE_BLOCK):
+        block = cdist(points[start:start + END_STATE_BLOCK], points, metric="sqeuclidean") / 2
+        for offset, row in enumerate(block):
+            i = start + offset
+            earlier = np.flatnonzero(keys < keys[i])
+            if earlier.size > k:  # only the runs as near as the k-th can rank among the k nearest
+                earlier = earlier[row[earlier] <= np.partition(row[earlier], k - 1)[k - 1]]
+            ranked = earlier[np.lexsort((earlier, keys[earlier], row[earlier]))][:k]
+            found[ids[i]] = [(ids[j], float(row[j])) for j in ranked]
+    return found

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from tracer_pipeline.store.records import AttractorData, ClusterRecord, StoreComparison
@@ -103,7 +103,8 @@ class AnalysisTables:
         with self.session() as s:
             s.execute(delete(OutputClusterRow).where(OutputClusterRow.experiment == experiment,
                                                      OutputClusterRow.embedding_model == embedding_model))
-            s.add_all(OutputClusterRow(**dataclasses.asdict(r)) for r in records)
+            if records:  # one executemany: ORM objects cost ~0.5 ms each, 10 s for 20,000 outputs
+                s.execute(insert(OutputClusterRow), [dataclasses.asdict(r) for r in records])
 
     def clusters(self, experiments: Iterable[str] | None = None,
                  embedding_model: str | None = None) -> list[ClusterRecord]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import pdist, squareform
 
 from tracer_pipeline.analysis.attractors import find_attractors
+from tracer_pipeline.analysis.cosine import unit_rows
 
 
 def test_two_attractors_and_a_loner() -> None:
@@ -31,3 +34,24 @@ def test_no_runs_no_attractors() -> None:
     assert find_attractors(np.empty((0, 8)), distance_threshold=0.1) == []
     [single] = find_attractors(np.ones((1, 8)), distance_threshold=0.1)
     assert single.members == (0,) and single.medoid == 0
+
+
+def test_clustering_each_component_alone_gives_the_global_average_linkage_cut() -> None:
+    """Per component of the threshold graph, the same attractors as one linkage of every run."""
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(12, 16))
+    end_states = centres[rng.integers(0, 12, 300)] + 0.15 * rng.normal(size=(300, 16))
+    end_states[:20] = end_states[0]  # twenty runs on one fixed point
+    points = unit_rows(end_states)
+    condensed = pdist(points, metric="sqeuclidean") / 2
+    distance = squareform(condensed)
+    for threshold in (0.0, 0.02, 0.1, 0.3):
+        labels = fcluster(linkage(condensed, method="average"), t=threshold, criterion="distance")
+        expected = []
+        for label in np.unique(labels):
+            members = np.flatnonzero(labels == label)
+            spread = distance[np.ix_(members, members)].sum(axis=1)
+            best = int(np.argmin(spread))
+            expected.append((tuple(members.tolist()), int(members[best]), float(spread[best]) / len(members)))
+        found = [(a.members, a.medoid, a.mean_distance_to_medoid) for a in find_attractors(end_states, threshold)]
+        assert found == sorted(expected, key=lambda a: (-len(a[0]), a[0][0]))

@@ -4,6 +4,7 @@ from collections import Counter
 
 import numpy as np
 
+from tracer_pipeline.analysis import clusters
 from tracer_pipeline.analysis.clusters import NOISE, cluster_points, dwell_times, medoids, transitions
 
 
@@ -51,3 +52,19 @@ def test_transitions_skip_noise_and_stays_count_consecutive_outputs():
     sequences = [[0, 0, NOISE, 1, 1, 1, 0], [2, 2, 2, 2]]
     assert transitions(sequences) == Counter({(0, 1): 1, (1, 0): 1})
     assert dwell_times(sequences) == {0: [2, 1], 1: [3], 2: [4]}
+
+
+def test_above_the_limit_hdbscan_is_fitted_on_a_sample_and_the_rest_take_their_nearest(monkeypatch):
+    points, truth = blobs(np.random.default_rng(0))
+    monkeypatch.setattr(clusters, "MAX_FITTED_OUTPUTS", 24)
+    fitted = clusters.fitted_sample(points.shape[0])
+    assert fitted.size == 24 and np.all(np.diff(fitted) > 0)
+    labels = cluster_points(points, min_cluster_size=3)
+    # The sampled points keep HDBSCAN's labels of the sample; each other one is its nearest's.
+    sample_labels = cluster_points(points[fitted], min_cluster_size=3)
+    assert np.array_equal(labels[fitted], sample_labels)
+    for i in np.setdiff1d(np.arange(points.shape[0]), fitted):
+        unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+        assert labels[i] == labels[fitted][np.argmax(unit[fitted] @ unit[i])]
+    groups = [set(labels[truth == k]) for k in range(3)]
+    assert all(len(g) == 1 and NOISE not in g for g in groups)

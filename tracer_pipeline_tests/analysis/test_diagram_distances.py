@@ -11,6 +11,8 @@ import pytest
 from tracer_pipeline.analysis.diagram_distances import (
     diagram_distance,
     diagram_distance_matrix,
+    distance_lower_bounds,
+    nearest_earlier_by_candidates,
     nearest_earlier_runs,
 )
 
@@ -136,3 +138,24 @@ def test_mixed_births_take_the_general_matching(metric: str) -> None:
     matrix = diagram_distance_matrix(diagrams, metric, threads=1)
     for i, j in [(0, 7), (2, 13), (14, 15), (8, 9), (1, 3)]:
         assert matrix[i, j] == pytest.approx(_persim(diagrams[i], diagrams[j], metric), abs=1e-7)
+
+
+@pytest.mark.parametrize("metric", ["bottleneck", "wasserstein"])
+def test_lower_bounds_never_exceed_the_distance(metric: str) -> None:
+    diagrams = _random_diagrams(40, seed=5)
+    bounds = distance_lower_bounds(diagrams, metric)
+    matrix = diagram_distance_matrix(diagrams, metric)
+    assert np.all(np.abs(bounds[:, None] - bounds[None, :]) <= matrix + 1e-12)
+
+
+@pytest.mark.parametrize("metric", ["bottleneck", "wasserstein"])
+def test_nearest_by_candidates_is_all_pairs_where_proven(metric: str) -> None:
+    diagrams = _random_diagrams(60, seed=6)
+    order = np.random.default_rng(7).integers(0, 40, 60)  # ties in order are not earlier
+    exact = nearest_earlier_runs(diagram_distance_matrix(diagrams, metric), order, k=2)
+    everyone, proven = nearest_earlier_by_candidates(diagrams, metric, order, k=2, candidates=60)
+    assert everyone == exact and proven.all()
+    few, proven = nearest_earlier_by_candidates(diagrams, metric, order, k=2, candidates=3)
+    assert 0 < proven.sum() < len(diagrams)
+    assert all(f == e for f, e, ok in zip(few, exact, proven, strict=True) if ok)
+    assert all(len(f) == len(e) for f, e in zip(few, exact, strict=True))

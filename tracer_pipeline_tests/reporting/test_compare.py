@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from tracer_pipeline.reporting import compare
 from tracer_pipeline.reporting.compare import (
     compare_store,
     diagram_hash,
@@ -84,9 +85,10 @@ def test_runs_ending_on_the_same_output_form_an_attractor() -> None:
     assert by_end["same0"] == []
     assert by_end["same2"] == [("same0", 0.0)]  # ties go to the earlier run
     by_shape = nearest_earlier_by_diagram(comparison, runs, k=2)
-    assert by_shape["same0"] == []
-    assert len(by_shape["elsewhere"]) == 2
-    assert {run_id for run_id, _ in by_shape["elsewhere"]} <= {"same0", "same1", "same2"}
+    assert by_shape.unproven == ()
+    assert by_shape.found["same0"] == []
+    assert len(by_shape.found["elsewhere"]) == 2
+    assert {run_id for run_id, _ in by_shape.found["elsewhere"]} <= {"same0", "same1", "same2"}
 
 
 def test_end_state_is_the_last_output_of_the_modality() -> None:
@@ -94,3 +96,32 @@ def test_end_state_is_the_last_output_of_the_modality() -> None:
     run = make_run("r", rows)  # image, text, image, text, image
     np.testing.assert_allclose(end_state(run, "text"), rows[3])
     np.testing.assert_allclose(end_state(run, "image"), rows[4])
+
+
+def test_above_the_all_pairs_limit_nearest_runs_come_from_candidates(monkeypatch) -> None:
+    """Without matrices (more runs than the limit) each run's nearest earlier run is searched among
+    candidates; where proven it is the all-pairs answer, and with every earlier run a candidate
+    every answer is proven."""
+    runs = _runs(40)
+    exact = nearest_earlier_by_diagram(compare_store(runs, embedding_model="m"), runs, k=2)
+    monkeypatch.setattr(compare, "MAX_ALL_PAIRS_RUNS", 30)
+    bounded = compare_store(runs, embedding_model="m")
+    assert bounded.matrices == {}
+    assert len(compare.pair_sample(runs)) == 30
+    assert compare.pair_sample(runs) == compare.pair_sample(list(reversed(runs)))[::-1]
+    assert nearest_earlier_by_diagram(bounded, runs, k=2) == exact
+
+    monkeypatch.setattr(compare, "NEAREST_CANDIDATES", 3)
+    few = nearest_earlier_by_diagram(bounded, runs, k=2)
+    assert 0 < len(few.unproven) < len(runs)
+    for run_id, found in few.found.items():
+        if run_id not in few.unproven:
+            assert found == exact.found[run_id]
+
+
+def test_nearest_earlier_end_state_in_blocks_equals_all_pairs(monkeypatch) -> None:
+    runs = _runs(30)
+    whole = nearest_earlier_by_end_state(runs, "image", k=3)
+    monkeypatch.setattr(compare, "END_STATE_BLOCK", 4)
+    assert nearest_earlier_by_end_state(runs, "image", k=3) == whole
+    assert whole["r0"] == [] and len(whole["r29"]) == 3

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from tracer_pipeline.reporting import compare
 from tracer_pipeline.reporting.compare import compare_store
 from tracer_pipeline.reporting.data import ExperimentData, Report
 from tracer_pipeline.reporting.report import build_report, inline_markdown
@@ -196,3 +197,36 @@ def test_degenerate_runs_are_reported_without_failing() -> None:
     empty = build_report(_experiment([]), None)
     assert all(question in empty.markdown for question in QUESTIONS)
     assert empty.tables["run_metrics"] == []
+
+
+def test_above_the_all_pairs_limit_the_report_compares_a_sample_and_says_so(monkeypatch, small_report) -> None:
+    """A store over the limit has no all-pairs matrices: the report's diagram distances are those of
+    a fixed sample, the nearest runs by shape come from candidates, and both are said."""
+    data = small_experiment(images=True)
+    monkeypatch.setattr(compare, "MAX_ALL_PAIRS_RUNS", 6)
+    comparison = compare_store(data.store_runs, embedding_model=data.embedding_model)
+    assert comparison.matrices == {}
+    report = build_report(data, comparison)
+    shape = report.sections["diagram_distances"].figures
+    assert shape["runs"] == 6 and shape["sampled_from"] == 8 and shape["pairs"] == 15
+    nearest = report.sections["nearest_by_shape"]
+    assert nearest.figures["sampled_runs"] == 6 and nearest.figures["runs_compared"] == 10
+    assert "fixed sample of 6 of the experiment's 8 runs" in report.markdown
+    assert "*Bounded for scale:* the store holds 10 runs with a diagram" in report.markdown
+    # Every earlier run is a candidate here: the nearest runs are proven and those of all pairs.
+    assert nearest.figures["unproven"] == 0
+    by_shape = [r for r in report.tables["nearest_earlier_runs"] if r["measure"] == "H1 Wasserstein"]
+    assert by_shape == [r for r in small_report.tables["nearest_earlier_runs"] if r["measure"] == "H1 Wasserstein"]
+
+
+def test_the_semantic_baseline_takes_the_pairs_of_a_sample_above_the_limit(monkeypatch) -> None:
+    from tracer_pipeline.reporting.measures import measure_run
+    from tracer_pipeline.reporting.sections.stuck import first_output_similarity
+
+    measures = [measure_run(r) for r in small_experiment().runs]
+    monkeypatch.setattr(compare, "MAX_ALL_PAIRS_RUNS", 4)
+    sampled = {r.run_id for r in compare.pair_sample([m.run for m in measures])}
+    bounded = first_output_similarity(measures)
+    monkeypatch.setattr(compare, "MAX_ALL_PAIRS_RUNS", 1000)
+    assert bounded == first_output_similarity([m for m in measures if m.run.run_id in sampled])
+    assert bounded != first_output_similarity(measures)

@@ -55,7 +55,9 @@ def _skipped(fingerprint: str, started: float, **metadata) -> dg.MaterializeResu
 @dg.asset(deps=[ALL_RUNS], code_version="2", group_name="analysis", kinds={"sqlite"}, owners=OWNERS)
 def store_comparison(context: dg.AssetExecutionContext, store: TraceStoreResource) -> dg.MaterializeResult:
     """Across every run in the store, per embedding model: all-pairs bottleneck and Wasserstein
-    distances between persistence diagrams (H0 and H1), and recurring end states (attractors).
+    distances between persistence diagrams (H0 and H1) up to ``MAX_ALL_PAIRS_RUNS`` runs (the
+    report bounds its comparisons beyond: ``reporting.compare``), and recurring end states
+    (attractors).
     Skipped when nothing it is computed from changed; otherwise only pairs involving new or
     changed diagrams are computed. Kept fresh by ``reports_sensor`` (Dagster's staleness does not
     propagate past 100 partitions)."""

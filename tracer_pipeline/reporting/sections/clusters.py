@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tracer_pipeline.analysis.clusters import NOISE, dwell_times, transitions
+from tracer_pipeline.analysis.clusters import MAX_FITTED_OUTPUTS, NOISE, dwell_times, transitions
 from tracer_pipeline.reporting import plots
 from tracer_pipeline.reporting.data import ClusterData, ExperimentData, Report, RunData
 from tracer_pipeline.reporting.findings import Finding, all_unsuited, notice, supported, unsupported
@@ -60,6 +60,16 @@ def cluster_rows(clusters: ClusterData, runs: Sequence[RunData]) -> tuple[list[R
     return rows, transition_rows, sequence_rows
 
 
+def fitted_on_samples(clusters: ClusterData, runs: Sequence[RunData]) -> dict[str, int]:
+    """Modality → its number of outputs, for the modalities with more than
+    ``analysis.clusters.MAX_FITTED_OUTPUTS``, whose clusters HDBSCAN fitted on a sample of them."""
+    sizes: Counter[str] = Counter()
+    for run in runs:
+        for modality, labels in run_sequences(clusters, run).items():
+            sizes[modality] += len(labels)
+    return {m: n for m, n in sizes.items() if n > MAX_FITTED_OUTPUTS}
+
+
 def clusters_finding(clusters: ClusterData | None, measures: Sequence[RunMeasures],
                      rows: Sequence[Row], transition_rows: Sequence[Row], sequence_rows: Sequence[Row]) -> Finding:
     """Clusters need the clusters asset, runs of outputs the embedder is suited to, and at least
@@ -71,6 +81,10 @@ def clusters_finding(clusters: ClusterData | None, measures: Sequence[RunMeasure
         "min_cluster_size": clusters.min_cluster_size if clusters else None,
         "per_cluster": [dict(r) for r in rows], "transitions": [dict(r) for r in transition_rows[:20]],
     }
+    sampled = fitted_on_samples(clusters, [m.run for m in measures if m.run.embedder_unsuited is None]) if clusters \
+        else {}
+    if sampled:
+        figures |= {"fitted_outputs": MAX_FITTED_OUTPUTS, "sampled_modalities": sampled}
     if blind := all_unsuited([m.run.embedder_unsuited for m in measures]):
         return unsupported(blind, **figures)
     if clusters is None:
@@ -103,6 +117,11 @@ def section(report: Report, data: ExperimentData, measures: Sequence[RunMeasures
         f"**{f['clusters']}** states among {f['outputs']} outputs; {f['clustered_outputs']} of them "
         f"({num(f['clustered_outputs'] / max(f['outputs'], 1))}) lie in one, the rest between states (noise). "
         f"Runs moved between states {plural(moves, 'time')}.")
+    for modality, count in f.get("sampled_modalities", {}).items():
+        lines.append(
+            f"\n*Bounded for scale:* HDBSCAN was fitted on a seeded sample of {f['fitted_outputs']} of the {count} "
+            f"{modality} outputs; every other {modality} output took the cluster of its nearest sampled output "
+            "(noise when that one is noise).")
     lines += markdown_table(rows, [("cluster", "cluster"), ("modality", "modality"), ("outputs", "outputs"),
                                    ("runs", "runs"), ("mean_stay", "mean stay"), ("longest_stay", "longest stay"),
                                    ("medoid_caption", "medoid caption")], "clusters")

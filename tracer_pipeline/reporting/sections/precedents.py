@@ -12,9 +12,11 @@ import numpy as np
 from tracer_pipeline.reporting import plots
 from tracer_pipeline.reporting.compare import (
     DEFAULT_ATTRACTOR_THRESHOLD,
+    NEAREST_CANDIDATES,
     diagram_hash,
     nearest_earlier_by_diagram,
     nearest_earlier_by_end_state,
+    pair_sample,
 )
 from tracer_pipeline.reporting.data import ExperimentData, Report, RunData
 from tracer_pipeline.reporting.findings import Finding, all_unsuited, notice, resting_on, supported, unsupported
@@ -128,24 +130,28 @@ def _nearest_by_shape(data: ExperimentData, measures: Sequence[RunMeasures], com
     named, not guessed. Runs of outputs the embedder is unsuited to take no part."""
     current, stale = _current_runs(data, comparison)
     current = [r for r in current if r.embedder_unsuited is None]
-    found = nearest_earlier_by_diagram(comparison, current, k=NEIGHBOURS)
+    nearest_runs = nearest_earlier_by_diagram(comparison, current, k=NEIGHBOURS)
     current_ids = {r.run_id for r in current}
     own_current = [m for m in measures if m.run.run_id in current_ids]
-    rows = _neighbour_rows(own_current, found, "H1 Wasserstein", by_id, own_ids)
-    position = {run_id: i for i, run_id in enumerate(comparison.run_ids)}
-    index = [position[r.run_id] for r in current]
-    matrix = comparison.matrices[(1, "wasserstein")][np.ix_(index, index)]
-    pairs = matrix[np.triu_indices(len(index), k=1)]
+    rows = _neighbour_rows(own_current, nearest_runs.found, "H1 Wasserstein", by_id, own_ids)
+    sample = pair_sample(current)
+    matrix = topology.h1_wasserstein(sample, comparison) if len(sample) >= 2 else np.zeros((len(sample),) * 2)
+    pairs = matrix[np.triu_indices(len(sample), k=1)]
     nearest = [float(row["distance"]) for row in rows if row["rank"] == 1]
     if not (pairs.size and nearest):
         return (unsupported("fewer than two runs in the store comparison have both a diagram and an earlier run",
                             runs_with_earlier=len(nearest)), rows, stale)
     near = float(np.percentile(pairs, NEAR_PERCENTILE))
+    # Without the comparison's matrices (a store too large for all pairs) the figures say what was
+    # bounded instead.
+    bounded = {} if (1, "wasserstein") in comparison.matrices else {
+        "runs_compared": len(current), "sampled_runs": len(sample), "candidates": NEAREST_CANDIDATES,
+        "unproven": len(set(nearest_runs.unproven) & {m.run.run_id for m in own_current})}
     return supported(
         runs_with_earlier=len(nearest), close=sum(d <= near for d in nearest), near_distance=near,
         near_percentile=NEAR_PERCENTILE, median_nearest=median(nearest), pairs=int(pairs.size),
         median_pair_distance=float(np.median(pairs)),
-        nearest_elsewhere=sum(not row["earlier_in_experiment"] for row in rows if row["rank"] == 1),
+        nearest_elsewhere=sum(not row["earlier_in_experiment"] for row in rows if row["rank"] == 1), **bounded,
     ), rows, stale
 
 
@@ -160,6 +166,16 @@ def _shape_lines(finding: Finding, stale: Sequence[RunData]) -> list[str]:
             f"{num(f['median_nearest'])}, median of all {f['pairs']} pairs {num(f['median_pair_distance'])}); "
             f"{f['nearest_elsewhere']} of the {f['runs_with_earlier']} nearest earlier runs belong to other "
             "experiments. \"Earlier\" is registration order in the store.")
+        if "sampled_runs" in f:
+            lines.append(
+                f"\n*Bounded for scale:* the store holds {f['runs_compared']} runs with a diagram, too many to compare "
+                f"all pairs: the pairs above are those among {f['sampled_runs']} of them"
+                + (" (a fixed sample: the runs whose ids hash lowest)"
+                   if f["sampled_runs"] < f["runs_compared"] else "")
+                + f", and each run's nearest earlier run was searched among the "
+                f"{f['candidates']} earlier runs whose total H1 persistence is closest to its own (a lower bound of "
+                f"the distance); for {f['runs_with_earlier'] - f['unproven']} of this experiment's runs the bound "
+                f"proves it the nearest of all, for {f['unproven']} it is the nearest among those candidates.")
     if stale:
         named = ", ".join(short_id(r.run_id) for r in stale[:8])
         lines.append(f"\n{plural(len(stale), 'run')} of this experiment ({named}) are not in the store "

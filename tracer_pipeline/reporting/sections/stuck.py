@@ -10,6 +10,7 @@ import numpy as np
 from tracer_pipeline.analysis.cosine import unit_rows
 from tracer_pipeline.analysis.stuck import diversity_collapse
 from tracer_pipeline.reporting import plots
+from tracer_pipeline.reporting.compare import MAX_ALL_PAIRS_RUNS, pair_sample
 from tracer_pipeline.reporting.data import Report, RunData
 from tracer_pipeline.reporting.findings import (
     MIN_POINTS,
@@ -44,6 +45,7 @@ from tracer_pipeline.status import RunStatus
 # A network's diversity has collapsed once the mean distance between its runs falls to this
 # fraction of its peak.
 COLLAPSE_FRACTION = 0.5
+PAIR_BLOCK = 100_000  # pairs of first outputs compared at a time
 
 
 def _stuck_fraction_rows(measures: Sequence[RunMeasures]) -> list[Row]:
@@ -104,22 +106,32 @@ def first_output_similarity(measures: Sequence[RunMeasures]) -> dict[str, float 
     """Null baseline for semantic stuckness, per modality: the median cosine similarity between
     the first outputs of runs started from different prompts. When even those are at least
     ``SEMANTIC_THRESHOLD`` alike, the embedding model cannot tell unrelated outputs of that
-    modality apart, and "each output like the last" is its blindness, not stuckness."""
+    modality apart, and "each output like the last" is its blindness, not stuckness.
+
+    The pairs are those among at most ``MAX_ALL_PAIRS_RUNS`` runs (``reporting.compare.pair_sample``,
+    a fixed sample beyond): 10,000 runs would make 50 million pairs."""
     result: dict[str, float | None] = {}
+    sample = {r.run_id for r in pair_sample([m.run for m in measures])}
     for modality in MODALITIES:
-        firsts = []
-        for m in measures:
+        prompts, rows = [], []
+        for m in (m for m in measures if m.run.run_id in sample):
             kinds = row_modalities(m.run)
             index = next((i for i, kind in enumerate(kinds) if kind == modality), None)
             if index is not None:
-                firsts.append((factor_level(m.run, "prompt"), trajectory_rows(m.run)[index]))
-        pairs = [(a, b) for i, (pa, a) in enumerate(firsts) for pb, b in firsts[i + 1:] if pa != pb]
-        if not pairs:
+                prompts.append(factor_level(m.run, "prompt"))
+                rows.append(trajectory_rows(m.run)[index])
+        levels = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
+        codes = np.array([levels[p] for p in prompts], dtype=np.int64)
+        first, second = np.triu_indices(len(rows), k=1)
+        different = codes[first] != codes[second]
+        first, second = first[different], second[different]
+        if not first.size:
             result[modality] = None
             continue
-        left = unit_rows(np.stack([a for a, _ in pairs]).astype(np.float64))
-        right = unit_rows(np.stack([b for _, b in pairs]).astype(np.float64))
-        result[modality] = float(np.median(np.einsum("pd,pd->p", left, right)))
+        units = unit_rows(np.stack(rows).astype(np.float64))
+        result[modality] = float(np.median(np.concatenate([
+            np.einsum("pd,pd->p", units[first[k:k + PAIR_BLOCK]], units[second[k:k + PAIR_BLOCK]])
+            for k in range(0, first.size, PAIR_BLOCK)])))
     return result
 
 
@@ -199,7 +211,9 @@ def section(report: Report, measures: Sequence[RunMeasures]) -> list[str]:
             baseline = [f"{num(v)} ({k})" for k, v in f["first_output_similarity"].items() if v is not None]
             if baseline:
                 line += (" *Baseline:* the first outputs of runs from different prompts are a median "
-                         f"{', '.join(baseline)} alike.")
+                         f"{', '.join(baseline)} alike"
+                         + (f" (pairs among a fixed sample of {MAX_ALL_PAIRS_RUNS} of the {f['semantic_runs']} runs)."
+                            if f["semantic_runs"] > MAX_ALL_PAIRS_RUNS else "."))
             lines.append(line)
         else:
             lines.append(f"\n**Semantically stuck:** not measured — {f['semantic_reason']}.")

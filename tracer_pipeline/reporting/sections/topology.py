@@ -11,7 +11,7 @@ import numpy as np
 
 from tracer_pipeline.analysis.diagram_distances import diagram_distance_matrix
 from tracer_pipeline.analysis.surrogates import shuffled_increments
-from tracer_pipeline.reporting.compare import diagram_hash
+from tracer_pipeline.reporting.compare import diagram_hash, pair_sample
 from tracer_pipeline.reporting.data import RunData
 from tracer_pipeline.reporting.findings import (
     MIN_H1_FRACTION,
@@ -50,7 +50,7 @@ def _finite_h1(run: RunData) -> np.ndarray:
 def h1_wasserstein(runs: Sequence[RunData], comparison: StoreComparison | None) -> np.ndarray:
     """The H1 Wasserstein matrix between ``runs``: from the comparison when it covers them all
     with their current diagrams, else computed here."""
-    if comparison is not None:
+    if comparison is not None and (1, "wasserstein") in comparison.matrices:
         index = {run_id: i for i, run_id in enumerate(comparison.run_ids)}
         if all(r.run_id in index and comparison.diagram_hashes[index[r.run_id]] == diagram_hash(r.diagram)
                for r in runs):
@@ -76,7 +76,10 @@ def diagram_distances(runs: Sequence[RunData], comparison: StoreComparison | Non
     ``MIN_H1_FRACTION`` of them with a finite H1 bar. Baseline: each run's total H1 persistence
     against that of its shuffled-increments surrogate."""
     blind = all_unsuited([r.embedder_unsuited for r in runs])
-    with_diagram = [r for r in runs if r.diagram and r.embedder_unsuited is None]
+    every = [r for r in runs if r.diagram and r.embedder_unsuited is None]
+    # Above MAX_ALL_PAIRS_RUNS the matrix (and the PERMANOVA and heatmap made from it) is that of a
+    # fixed sample: all pairs of 10,000 runs would take 800 MB and minutes.
+    with_diagram = pair_sample(every)
     with_h1 = [r for r in with_diagram if _finite_h1(r).size]
     points = [int(trajectory_rows(r).shape[0]) for r in with_diagram]
     matrix = h1_wasserstein(with_diagram, comparison) if len(with_diagram) >= 2 else None
@@ -92,6 +95,8 @@ def diagram_distances(runs: Sequence[RunData], comparison: StoreComparison | Non
         "surrogate_median_total_h1_persistence": median([s for _, s in compared]),
         "runs_above_surrogate": sum(total > s for total, s in compared), "runs_with_surrogate": len(compared),
     }
+    if len(with_diagram) < len(every):
+        figures["sampled_from"] = len(every)
     if blind:
         finding = unsupported(blind, **figures)
     elif len(with_diagram) < 2:
@@ -118,7 +123,10 @@ def lines(shape: DiagramDistances) -> list[str]:
         result.append(
             f"**Shape of the trajectories:** **{f['runs_with_h1_bar']} of {f['runs']}** runs have a finite H1 bar "
             f"(median {num(f['median_embedded_outputs'])} embedded outputs); the median H1 1-Wasserstein distance "
-            f"between two of them is {num(f['median_pair_distance'])} ({f['pairs']} pairs).")
+            f"between two of them is {num(f['median_pair_distance'])} ({f['pairs']} pairs)."
+            + (f" These are a fixed sample of {f['runs']} of the experiment's {f['sampled_from']} runs with a diagram "
+               "(the runs whose ids hash lowest): all pairs of so many would not fit; the factor analysis of the "
+               "diagram distances below rests on the same sample." if "sampled_from" in f else ""))
         if f["runs_with_surrogate"]:
             result.append(
                 f"\n*Baseline:* the median total H1 persistence of a run is {num(f['median_total_h1_persistence'])}, "
