@@ -24,7 +24,6 @@ from tracer_pipeline.store import RunRecord, TraceStore
 from tracer_pipeline.tracing.clusters import MIN_CLUSTER_SIZE
 
 CONTACT_IMAGES = 8
-DIAGRAM_CHUNK = 500  # runs whose diagrams are read in one query
 
 
 def factors(run: RunRecord) -> dict[str, str]:
@@ -48,10 +47,8 @@ def runs_data(store: TraceStore, runs: Sequence[RunRecord], embedding_model: str
     outputs = store.invocation_digests(ids)
     trajectories = store.trajectories(ids, embedding_model)
     references = store.reference_embeddings(ids, embedding_model)
-    diagrams = {}
-    for start in range(0, len(ids), DIAGRAM_CHUNK):
-        diagrams |= {d.run_id: d.points for d in store.diagrams(ids[start:start + DIAGRAM_CHUNK])
-                     if d.embedding_model == embedding_model and d.subset == "all"}
+    diagrams = {d.run_id: d.points for d in store.diagrams(ids)
+                if d.embedding_model == embedding_model and d.subset == "all"}
     shown: dict[str, list[int]] = {}
     for run_id in (run.run_id for run in runs if run.run_id in with_images):
         image_seqs = [seq for seq, kind, _, _ in outputs[run_id] if kind == "image"]

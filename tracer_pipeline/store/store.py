@@ -544,10 +544,7 @@ class TraceStore(GenerationTables, SteeringTables, IntermediateTables, AnalysisT
 
     def reference_embedding(self, run_id: str, embedding_model: str) -> tuple[str, np.ndarray] | None:
         """(model version, vector) of the embedding of a run's initial prompt or image."""
-        with self.reading() as s:
-            row = s.scalar(select(ReferenceEmbeddingRow).where(
-                ReferenceEmbeddingRow.run_id == run_id, ReferenceEmbeddingRow.embedding_model == embedding_model))
-        return None if row is None else (row.model_version, bytes_to_vector(row.vector))
+        return self.reference_embeddings([run_id], embedding_model).get(run_id)
 
     def put_reference_embedding(
         self, run_id: str, embedding_model: str, model_version: str, vector: np.ndarray
@@ -577,17 +574,7 @@ class TraceStore(GenerationTables, SteeringTables, IntermediateTables, AnalysisT
 
     def trajectory(self, run_id: str, embedding_model: str) -> tuple[list[int], list[str], np.ndarray]:
         """(sequence numbers, output types, vectors as rows) of a run's embedded outputs, in order."""
-        with self.reading() as s:
-            rows = s.execute(
-                select(InvocationRow.sequence_number, InvocationRow.output_type, EmbeddingRow.vector)
-                .join(EmbeddingRow, EmbeddingRow.invocation_id == InvocationRow.id)
-                .where(InvocationRow.run_id == run_id, EmbeddingRow.embedding_model == embedding_model)
-                .order_by(InvocationRow.sequence_number)
-            ).all()
-        if not rows:
-            return [], [], np.zeros((0, 0), dtype=np.float32)
-        return ([r[0] for r in rows], [r[1] for r in rows],
-                np.stack([bytes_to_vector(r[2]) for r in rows]))
+        return self.trajectories([run_id], embedding_model)[run_id]
 
     def trajectories(self, run_ids: Sequence[str],
                      embedding_model: str) -> dict[str, tuple[list[int], list[str], np.ndarray]]:
@@ -664,13 +651,15 @@ class TraceStore(GenerationTables, SteeringTables, IntermediateTables, AnalysisT
             s.execute(upsert, rows)
 
     def diagrams(self, run_ids: Iterable[str] | None = None) -> list[DiagramRecord]:
+        """The stored diagrams (of these runs, or all), by run, embedding model and subset."""
+        order = (PersistenceDiagramRow.run_id, PersistenceDiagramRow.embedding_model, PersistenceDiagramRow.subset)
         with self.reading() as s:
-            query = select(PersistenceDiagramRow).order_by(
-                PersistenceDiagramRow.run_id, PersistenceDiagramRow.embedding_model,
-                PersistenceDiagramRow.subset)
-            if run_ids is not None:
-                query = query.where(PersistenceDiagramRow.run_id.in_(list(run_ids)))
-            rows = list(s.scalars(query))
+            if run_ids is None:
+                rows = list(s.scalars(select(PersistenceDiagramRow).order_by(*order)))
+            else:
+                rows = sorted((r for chunk in _chunks(list(run_ids)) for r in s.scalars(
+                    select(PersistenceDiagramRow).where(PersistenceDiagramRow.run_id.in_(list(chunk))))),
+                    key=lambda r: (r.run_id, r.embedding_model, r.subset))
         return [DiagramRecord(
             run_id=r.run_id, embedding_model=r.embedding_model, subset=r.subset, params=r.params,
             params_hash=r.params_hash, n_points=r.n_points, input_sha256=r.input_sha256,

@@ -47,13 +47,11 @@ def cluster_experiment(store: TraceStore, experiment: str,
         model = get_model(name).name
         points: dict[str, list[tuple[str, int, np.ndarray]]] = {m: [] for m in MODALITIES}
         digest = hashlib.sha256(f"{min_cluster_size}".encode())
-        for run in runs:
-            if unsuited_reason(model, run.network) is not None:
-                continue
-            seqs, types, vectors = store.trajectory(run.run_id, model)
+        suited = [run.run_id for run in runs if unsuited_reason(model, run.network) is None]
+        for run_id, (seqs, types, vectors) in store.trajectories(suited, model).items():
             for seq, kind, vector in zip(seqs, types, vectors, strict=True):
-                points[kind].append((run.run_id, seq, vector))
-                digest.update(f"{run.run_id}:{seq}:".encode() + np.asarray(vector, dtype=np.float32).tobytes())
+                points[kind].append((run_id, seq, vector))
+                digest.update(f"{run_id}:{seq}:".encode() + np.asarray(vector, dtype=np.float32).tobytes())
         input_sha256 = digest.hexdigest()
         stored = store.clusters([experiment], model)
         total = sum(len(p) for p in points.values())
