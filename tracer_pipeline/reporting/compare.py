@@ -8,7 +8,7 @@ pairs per matrix). Beyond that, what needs all pairs is bounded instead: the dis
 pairwise distances is that of the pairs among a fixed sample of ``MAX_ALL_PAIRS_RUNS`` runs
 (``pair_sample``), and each run's nearest earlier runs by diagram are searched among the earlier
 runs whose lower bound is nearest its own, proven exact where the bound allows
-(``analysis.diagram_distances.nearest_earlier_by_candidates``).
+(``analysis.nearest_runs.nearest_earlier_by_candidates``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,8 @@ from scipy.spatial.distance import cdist
 
 from tracer_pipeline.analysis.attractors import find_attractors
 from tracer_pipeline.analysis.cosine import unit_rows
-from tracer_pipeline.analysis.diagram_distances import (
-    METRICS,
-    diagram_distance_matrix,
-    nearest_earlier_by_candidates,
-    nearest_earlier_runs,
-)
+from tracer_pipeline.analysis.diagram_distances import METRICS, diagram_distance_matrix
+from tracer_pipeline.analysis.nearest_runs import nearest_earlier_by_candidates, nearest_earlier_runs
 from tracer_pipeline.reporting.data import RunData
 from tracer_pipeline.reporting.measures import MODALITIES, end_state
 from tracer_pipeline.store import AttractorData, StoreComparison
@@ -203,7 +199,7 @@ def nearest_earlier_by_diagram(
 ) -> NearestRuns:
     """Each run's k nearest earlier runs by persistence-diagram distance.
 
-    With the comparison's all-pairs matrix, ``analysis.diagram_distances.nearest_earlier_runs`` on
+    With the comparison's all-pairs matrix, ``analysis.nearest_runs.nearest_earlier_runs`` on
     ``comparison.matrices[(homology_dim, metric)]``; without it (more than ``MAX_ALL_PAIRS_RUNS``
     runs), ``nearest_earlier_by_candidates`` on the runs' diagrams with ``NEAREST_CANDIDATES``
     candidates each: the same answer where it is proven, the nearest among the candidates where

@@ -8,13 +8,8 @@ import numpy as np
 import persim
 import pytest
 
-from tracer_pipeline.analysis.diagram_distances import (
-    diagram_distance,
-    diagram_distance_matrix,
-    distance_lower_bounds,
-    nearest_earlier_by_candidates,
-    nearest_earlier_runs,
-)
+from tracer_pipeline.analysis.diagram_distances import diagram_distance, diagram_distance_matrix, distance_lower_bounds
+from tracer_pipeline.analysis.nearest_runs import nearest_earlier_by_candidates, nearest_earlier_runs
 
 
 def _random_diagrams(count: int, seed: int) -> list[np.ndarray]:
