@@ -42,6 +42,12 @@ def test_each_partitions_check_results_are_stored_about_its_latest_materializati
         assert info.is_current and info.latest_target_materialization_storage_id == latest[
             info.check_key.asset_key.path[0]][info.partition_key]
 
+    # Each asset's summary row, updated once per batch of materializations, still names its
+    # latest one (what the UI's asset page shows as last materialized).
+    for asset, by_partition in latest.items():
+        [record] = storage.get_asset_records([dg.AssetKey(asset)])
+        assert record.asset_entry.last_materialization_record.storage_id == max(by_partition.values())
+
     # A check planned for the whole range is recorded per partition, each row with its own
     # partition only (Dagster's own class copies the whole range into every row: N² bytes).
     [planned, *_] = [r.event_log_entry for run in launcher.instance.get_run_records()

@@ -11,10 +11,14 @@ asset, one check evaluation per partition and check). This subclass changes only
 - ``synchronous=NORMAL`` on its WAL databases: a commit is durable against a crash of the
   process, not of the machine's power (the trace store, not this log, holds the results);
 - events Dagster sends as a batch (a partition range's materializations, with
-  ``DAGSTER_EVENT_BATCH_SIZE`` set) written in one transaction per database;
+  ``DAGSTER_EVENT_BATCH_SIZE`` set) written in one transaction per database, the asset's
+  summary row updated once per batch rather than once per partition;
 - which dynamic partitions exist, remembered once seen (Dagster asks for each event of each
   partition; partitions are added far more often than deleted, and one deleted through this
   storage is forgotten at once);
+- which of its tables and asset-key columns the index database has, remembered once seen
+  (Dagster inspects the schema, on a new engine, for every check evaluation and materialization:
+  ~1 ms each; a migration only adds them);
 - asset-check evaluations (one per run partition and check) held back until the next event of
   another kind (the check's output follows its evaluations) and then written in one transaction
   per database: a process killed in between loses those check results, not any data;
@@ -62,10 +66,28 @@ class TracerSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._engines_lock = threading.Lock()
         self._known_partitions: set[tuple[str, str]] = set()
+        self._known_tables: set[str] = set()
+        self._known_asset_key_columns: set[str] = set()
         self._held_checks: list[EventLogEntry] = []
         self._held_lock = threading.Lock()
         self._batch = threading.local()  # shard → the open connection, while a batch is written
         super().__init__(base_dir, inst_data)
+
+    def has_table(self, table_name: str) -> bool:
+        if table_name in self._known_tables:
+            return True
+        found = super().has_table(table_name)
+        if found:
+            self._known_tables.add(table_name)
+        return found
+
+    def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
+        if column_name in self._known_asset_key_columns:
+            return True
+        found = super()._has_asset_key_col_on_connection(conn, column_name)
+        if found:
+            self._known_asset_key_columns.add(column_name)
+        return found
 
     def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
         if (partitions_def_name, partition_key) in self._known_partitions:
@@ -192,8 +214,18 @@ class TracerSqliteEventLogStorage(SqliteEventLogStorage):
         with self.index_transaction() as conn:
             ids = [conn.execute(statement).inserted_primary_key[0] for statement in statements]
             self._store_asset_event_tags(conn, events, ids)
-            for e, event_id in zip(events, ids, strict=True):
+            for e, event_id in _last_per_asset_and_kind(events, ids):
                 self._store_asset_event(conn, e, event_id)
+
+
+def _last_per_asset_and_kind(events: Sequence[EventLogEntry], ids: Sequence[int]) -> list[tuple[EventLogEntry, int]]:
+    """The events of a batch whose asset-key row update survives it: the last of each asset and
+    event type, in their order. Each type overwrites the same columns of its asset's row, so the
+    row ends as it would after every update (one update per asset instead of one per partition)."""
+    last: dict[tuple[object, object], int] = {}
+    for position, e in enumerate(events):
+        last[(e.dagster_event.asset_key, e.dagster_event_type)] = position
+    return [(events[p], ids[p]) for p in sorted(last.values())]
 
 
 def _normal_sync(dbapi_connection, _record) -> None:

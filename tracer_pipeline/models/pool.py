@@ -205,6 +205,10 @@ class ModelPool:
         self._pin_threads()
         self._needed.add(key)
         self._fit()
+        # A model and the libraries imported for it live as long as the pool keeps it: frozen,
+        # the collector stops walking their objects at every full collection (seconds over a
+        # run of a torch model); _reclaim unfreezes them before collecting dropped models.
+        gc.freeze()
         return model
 
     def _pin_threads(self) -> None:
@@ -226,7 +230,9 @@ class ModelPool:
     def _reclaim() -> None:
         # Once after dropping any number of models: a full collection walks the whole heap,
         # which in a long-lived process costs seconds, so one per dropped model adds up.
+        gc.unfreeze()
         gc.collect()
+        gc.freeze()
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()

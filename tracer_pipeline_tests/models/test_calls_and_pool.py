@@ -5,6 +5,7 @@ import dataclasses
 import logging
 import os
 import time
+import weakref
 
 from tracer_pipeline.config import parse_experiment
 from tracer_pipeline.models import registry
@@ -56,6 +57,16 @@ def test_the_pool_frees_what_the_next_network_does_not_need_within_its_budget(tm
                                                                ("load", "TinySDXL")]  # each loaded once
         assert [e for e in pool.events if e[0] == "free"] == frees
         assert "TinySD" not in pool.loaded if budget == 0 else set(pool.loaded) == {"TinySD", "TinyBLIP", "TinySDXL"}
+
+
+def test_a_released_model_is_collected_though_the_pool_freezes_what_it_loads():
+    pool = ModelPool(resolve_load_options("cpu", "auto", "unused"))
+    model = pool.get("DummyT2I")
+    model.myself = model  # a reference cycle: only the collector frees it, and frozen objects it skips
+    alive = weakref.ref(model)
+    del model
+    pool.release("DummyT2I")
+    assert alive() is None
 
 
 def test_an_empty_caption_is_an_output_the_run_continues_from(tmp_path, monkeypatch):
