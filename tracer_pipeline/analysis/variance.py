@@ -112,8 +112,9 @@ def _within_sum_of_squares(
     """SS_W for each row of ``labels`` (B, n): Σ_g (1/n_g) Σ_{i<j in g} d_ij².
 
     With few groups, one matrix product per batch of labellings (cost ∝ n²·B·groups); with many
-    (a factor such as the seed, with a level per pair of runs), the pairs in the same group are
-    summed directly (cost ∝ n²·B), which the product would make hundreds of times slower.
+    (a factor such as the seed, with a level per pair of runs), only the pairs in the same group
+    are summed (cost ∝ B·Σ n_g²): a labelling keeps the group sizes, so sorted by label its
+    same-group pairs sit at the same places of the order every time.
     """
     batch, n = labels.shape
     groups = sizes.size
@@ -123,12 +124,13 @@ def _within_sum_of_squares(
         onehot[np.arange(n)[:, None], np.arange(batch) * groups + labels.T] = 1.0
         within = np.einsum("ik,ik->k", onehot, squared @ onehot).reshape(batch, groups)
         return (within / (2 * sizes)).sum(axis=1)
-    weights = 1.0 / (2 * sizes)
-    totals = np.empty(batch)
-    for b, row in enumerate(labels):
-        same = row[:, None] == row[None, :]
-        totals[b] = float((squared[same] * weights[np.broadcast_to(row[:, None], (n, n))[same]]).sum())
-    return totals
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    pairs = [np.triu_indices(size, k=1) for size in sizes]
+    first = np.concatenate([start + a for start, (a, _) in zip(starts, pairs, strict=True)])
+    second = np.concatenate([start + b for start, (_, b) in zip(starts, pairs, strict=True)])
+    weights = np.concatenate([np.full(a.size, 1.0 / size) for size, (a, _) in zip(sizes, pairs, strict=True)])
+    order = np.argsort(labels, axis=1, kind="stable")
+    return (squared[order[:, first], order[:, second]] * weights).sum(axis=1)
 
 
 def permanova(

@@ -76,6 +76,24 @@ def test_permanova_matches_the_definition_and_is_reproducible() -> None:
     assert permanova(distances, groups, permutations=99, seed=7) == result
 
 
+def test_many_groups_sum_the_same_pairs_as_the_matrix_product(monkeypatch) -> None:
+    # A level per pair of runs (the seed factor) takes the pair-sum path; forcing the product
+    # path on the same distances and permutations must give the same statistics and p-value.
+    from tracer_pipeline.analysis import variance
+
+    rng = np.random.default_rng(5)
+    points = rng.normal(size=(80, 3))
+    points[:40] += 0.3
+    distances = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
+    groups = [i % 40 for i in range(80)]
+    assert variance.MANY_GROUPS < 40
+    by_pairs = permanova(distances, groups, permutations=199, seed=3)
+    monkeypatch.setattr(variance, "MANY_GROUPS", 1000)
+    by_product = permanova(distances, groups, permutations=199, seed=3)
+    assert by_pairs.pseudo_f == pytest.approx(by_product.pseudo_f, rel=1e-12)
+    assert by_pairs.p_value == by_product.p_value
+
+
 def test_permanova_with_one_group_is_too_few() -> None:
     distances, _ = _two_groups(separation=0.0, seed=4)
     result = permanova(distances, ["x"] * 20)
