@@ -1,3 +1,5 @@
+from tracer_pipeline.store.embeddings import bytes_to_vector, vector_to_bytes
+from tracer_pipeline.store.invocations import NewInvocation
 from tracer_pipeline.store.records import (
     AttractorData,
     ClusterRecord,
@@ -12,7 +14,7 @@ from tracer_pipeline.store.records import (
     StoreComparison,
     StoredEmbedding,
 )
-from tracer_pipeline.store.store import NewInvocation, TraceStore, bytes_to_vector, vector_to_bytes
+from tracer_pipeline.store.store import TraceStore
 
 __all__ = [
     "AttractorData", "ClusterRecord", "DiagramRecord", "GenerationRecord", "IntermediateRecord", "InvocationRecord",

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from sqlalchemy import Column, Table, func, select, text
 
 from tracer_pipeline.errors import StoreOpenError
+from tracer_pipeline.store.chunks import chunks
 from tracer_pipeline.store.opening import describe
 from tracer_pipeline.store.schema import Base, RunLeaseRow, StoreMetaRow
-from tracer_pipeline.store.store import TraceStore, _chunks
+from tracer_pipeline.store.store import TraceStore
 
 # Not copied: the store's own description (the new store writes its own), who is computing a run
 # right now, and store-wide comparisons (recomputed from the copied diagrams on the next report).
@@ -26,9 +27,9 @@ def _selection(table: Table, experiment_id: int, name: str, run_ids: list[str],
     elif "experiment_id" in columns:
         yield columns.experiment_id == experiment_id
     elif "run_id" in columns:
-        yield from (columns.run_id.in_(chunk) for chunk in _chunks(run_ids))
+        yield from (columns.run_id.in_(chunk) for chunk in chunks(run_ids))
     elif "invocation_id" in columns:
-        yield from (columns.invocation_id.in_(chunk) for chunk in _chunks(invocation_ids))
+        yield from (columns.invocation_id.in_(chunk) for chunk in chunks(invocation_ids))
     elif "experiment" in columns:
         yield columns.experiment == name
 

@@ -8,7 +8,7 @@ the ids of runs of its kind, brings each run from its stored prefix up to its ta
 returns a :class:`RunOutcome` per run. Kind-specific figures go to the kind's own tables.
 
 A new kind adds a :class:`~tracer_pipeline.config.RunKind` (and its config key and canonical
-specification in ``config.py``), an engine function with the :class:`Engine` signature, and an
+specification in ``config/``), an engine function with the :class:`Engine` signature, and an
 entry in :data:`ENGINES`.
 """
 
