@@ -11,7 +11,7 @@ import base64
 import hashlib
 import html
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
@@ -149,9 +149,10 @@ def problem_list(problems: Sequence[str], limit: int = 50) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines) or "none")
 
 
-def combined_version(versions: Sequence[str]) -> dg.DataVersion:
+def combined_version(by_run: Mapping[str, str]) -> dg.DataVersion:
     """One data version for several partitions materialized in one Dagster run (Dagster records
-    the same result for each of them)."""
+    the same result for each of them), from each run's content hash."""
+    versions = list(by_run.values())
     if len(versions) == 1:
         return dg.DataVersion(versions[0])
     return dg.DataVersion(hashlib.sha256("\n".join(versions).encode()).hexdigest()[:16])

@@ -71,7 +71,7 @@ def report_fingerprint(store: TraceStore, experiment: str, comparison: str | Non
     payload = {
         "comparison": comparison if comparison is not None else comparison_fingerprint(store),
         "config": row.config,
-        "runs": {run_id: store.content_hash(run_id, "invocations") for run_id in own},
+        "runs": store.content_hashes(own, "invocations"),
     }
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:32]
 

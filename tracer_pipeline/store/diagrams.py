@@ -34,12 +34,19 @@ class DiagramTables:
 
     def diagram_keys(self, run_id: str) -> dict[tuple[str, str, str], str]:
         """(embedding model, subset, params hash) -> input sha256 of this run's stored diagrams."""
+        return self.diagram_keys_of([run_id])[run_id]
+
+    def diagram_keys_of(self, run_ids: Sequence[str]) -> dict[str, dict[tuple[str, str, str], str]]:
+        """:meth:`diagram_keys` of each of these runs (every one present), in a few queries."""
+        found: dict[str, dict[tuple[str, str, str], str]] = {run_id: {} for run_id in run_ids}
+        table = PersistenceDiagramRow
         with self.reading() as s:
-            rows = s.execute(select(
-                PersistenceDiagramRow.embedding_model, PersistenceDiagramRow.subset,
-                PersistenceDiagramRow.params_hash, PersistenceDiagramRow.input_sha256,
-            ).where(PersistenceDiagramRow.run_id == run_id)).all()
-        return {(r[0], r[1], r[2]): r[3] for r in rows}
+            for chunk in chunks(list(run_ids)):
+                for run_id, model, subset, params_hash, digest in s.execute(select(
+                        table.run_id, table.embedding_model, table.subset, table.params_hash, table.input_sha256,
+                ).where(table.run_id.in_(list(chunk)))):
+                    found[run_id][(model, subset, params_hash)] = digest
+        return found
 
     def put_diagram(self, record: DiagramRecord) -> None:
         """Store a diagram, replacing one with the same identity computed from other inputs."""

@@ -42,22 +42,19 @@ class EmbeddingTables:
         """The dialect's insert, with on-conflict clauses (TraceStore's)."""
         raise NotImplementedError
 
-    def embedding_status(self, run_id: str, embedding_model: str) -> dict[int, str]:
-        """Invocation id -> stored model version, for this run's embeddings by this model."""
+    def embedding_states(self, run_ids: Sequence[str], embedding_model: str) -> dict[str, dict[int, tuple[str, bool]]]:
+        """Per run (every one present), invocation id → (stored model version, whether the vector
+        is finite) of its embeddings by this model, in a few queries instead of one per run."""
+        found: dict[str, dict[int, tuple[str, bool]]] = {run_id: {} for run_id in run_ids}
         with self.reading() as s:
-            return dict(s.execute(
-                select(EmbeddingRow.invocation_id, EmbeddingRow.model_version)
-                .join(InvocationRow, InvocationRow.id == EmbeddingRow.invocation_id)
-                .where(InvocationRow.run_id == run_id, EmbeddingRow.embedding_model == embedding_model)
-            ).all())
-
-    def non_finite_embeddings(self, run_id: str, embedding_model: str) -> list[int]:
-        """Invocation ids of this run's stored vectors by this model that hold NaN or infinity."""
-        with self.reading() as s:
-            rows = s.execute(select(EmbeddingRow.invocation_id, EmbeddingRow.vector)
-                             .join(InvocationRow, InvocationRow.id == EmbeddingRow.invocation_id)
-                             .where(InvocationRow.run_id == run_id, EmbeddingRow.embedding_model == embedding_model))
-            return [i for i, vector in rows if not np.all(np.isfinite(bytes_to_vector(vector)))]
+            for chunk in chunks(list(run_ids)):
+                for run_id, invocation_id, version, vector in s.execute(
+                        select(InvocationRow.run_id, EmbeddingRow.invocation_id, EmbeddingRow.model_version,
+                               EmbeddingRow.vector)
+                        .join(InvocationRow, InvocationRow.id == EmbeddingRow.invocation_id)
+                        .where(InvocationRow.run_id.in_(list(chunk)), EmbeddingRow.embedding_model == embedding_model)):
+                    found[run_id][invocation_id] = (version, bool(np.all(np.isfinite(bytes_to_vector(vector)))))
+        return found
 
     def add_embeddings(self, embedding_model: str, model_version: str, vectors: dict[int, np.ndarray]) -> int:
         """Store vectors by invocation id in one transaction; existing ones are kept. Returns
@@ -86,14 +83,20 @@ class EmbeddingTables:
         """(model version, vector) of the embedding of a run's initial prompt or image."""
         return self.reference_embeddings([run_id], embedding_model).get(run_id)
 
-    def put_reference_embedding(
-        self, run_id: str, embedding_model: str, model_version: str, vector: np.ndarray
-    ) -> None:
-        values = dict(model_version=model_version, vector=vector_to_bytes(vector))
+    def put_reference_embeddings(self, embedding_model: str, model_version: str,
+                                 vectors: dict[str, np.ndarray]) -> None:
+        """Store the reference vectors of these runs (run id → vector) in one transaction,
+        replacing what each had."""
+        if not vectors:
+            return
+        insert = self._insert(ReferenceEmbeddingRow)
         with self.session() as s:
-            s.execute(self._insert(ReferenceEmbeddingRow).values(
-                run_id=run_id, embedding_model=embedding_model, **values,
-            ).on_conflict_do_update(index_elements=["run_id", "embedding_model"], set_=values))
+            s.execute(insert.on_conflict_do_update(
+                index_elements=["run_id", "embedding_model"],
+                set_={"model_version": insert.excluded.model_version, "vector": insert.excluded.vector}), [
+                dict(run_id=run_id, embedding_model=embedding_model, model_version=model_version,
+                     vector=vector_to_bytes(vector))
+                for run_id, vector in sorted(vectors.items())])
 
     def delete_embeddings(self, embedding_model: str, invocation_ids: Sequence[int]) -> None:
         with self.session() as s:

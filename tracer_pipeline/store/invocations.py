@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from PIL import Image
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from tracer_pipeline.models.base import ModelFailure, Output, image_to_png, output_digest
@@ -86,12 +86,23 @@ class InvocationTables:
 
     def invocations(self, run_id: str, limit: int | None = None) -> list[InvocationRecord]:
         """A run's invocations in order (the first ``limit`` of them, when given)."""
+        return self.invocations_of([run_id], limit)[run_id]
+
+    def invocations_of(self, run_ids: Sequence[str], limit: int | None = None) -> dict[str, list[InvocationRecord]]:
+        """:meth:`invocations` of each of these runs (every one present), in a few queries instead
+        of one per run; with their outputs, so callers pass a bounded number of runs."""
+        found: dict[str, list[InvocationRecord]] = {run_id: [] for run_id in run_ids}
         with self.reading() as s:
-            rows = s.scalars(
-                select(InvocationRow).where(InvocationRow.run_id == run_id)
-                .order_by(InvocationRow.sequence_number).limit(limit)
-            )
-            return [_invocation(r) for r in rows]
+            for chunk in chunks(list(run_ids)):
+                query = select(InvocationRow).where(InvocationRow.run_id.in_(list(chunk)))
+                if limit is not None:
+                    place = func.row_number().over(partition_by=InvocationRow.run_id,
+                                                   order_by=InvocationRow.sequence_number).label("place")
+                    first = select(InvocationRow.id, place).where(InvocationRow.run_id.in_(list(chunk))).subquery()
+                    query = query.where(InvocationRow.id.in_(select(first.c.id).where(first.c.place <= limit)))
+                for row in s.scalars(query.order_by(InvocationRow.run_id, InvocationRow.sequence_number)):
+                    found[row.run_id].append(_invocation(row))
+        return found
 
     def invocation_digests(self, run_ids: Sequence[str]) -> dict[str, list[tuple[int, str, str | None, str | None]]]:
         """Per run, (sequence number, output type, output sha256, output text) of each invocation

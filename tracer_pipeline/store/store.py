@@ -350,34 +350,48 @@ class TraceStore(InvocationTables, EmbeddingTables, DiagramTables, StoreOperatio
                     "diagrams": dia.get(k, 0)} for k in keys}
 
     def content_hash(self, run_id: str, what: str) -> str:
-        """A short hash of what is stored for a run: ``invocations``, ``embeddings`` or
-        ``diagrams``. Used as the Dagster data version of the per-run assets."""
-        h = hashlib.sha256(what.encode())
+        """A short hash of what is stored for a run: ``runs`` (its specification),
+        ``invocations``, ``embeddings`` or ``diagrams``. Used as the Dagster data version of the
+        per-run assets."""
+        return self.content_hashes([run_id], what)[run_id]
+
+    def content_hashes(self, run_ids: Sequence[str], what: str) -> dict[str, str]:
+        """:meth:`content_hash` of each of these runs, in a few queries instead of one per run."""
+        queries = {
+            "invocations": (select(InvocationRow.run_id, InvocationRow.sequence_number, InvocationRow.output_sha256,
+                                   InvocationRow.error), InvocationRow.run_id,
+                            (InvocationRow.sequence_number,)),
+            "embeddings": (select(InvocationRow.run_id, InvocationRow.sequence_number, EmbeddingRow.embedding_model,
+                                  EmbeddingRow.model_version, EmbeddingRow.vector)
+                           .join(EmbeddingRow, EmbeddingRow.invocation_id == InvocationRow.id), InvocationRow.run_id,
+                           (EmbeddingRow.embedding_model, InvocationRow.sequence_number)),
+            "diagrams": (select(PersistenceDiagramRow.run_id, PersistenceDiagramRow.embedding_model,
+                                PersistenceDiagramRow.subset, PersistenceDiagramRow.params_hash,
+                                PersistenceDiagramRow.input_sha256), PersistenceDiagramRow.run_id,
+                         (PersistenceDiagramRow.embedding_model, PersistenceDiagramRow.subset,
+                          PersistenceDiagramRow.params_hash)),
+            "runs": (select(RunRow.run_id, RunRow.spec), RunRow.run_id, ()),
+        }
+        if what not in queries:
+            raise ValueError(f"unknown content {what!r}")
+        query, run_column, order = queries[what]
+        hashes = {run_id: hashlib.sha256(what.encode()) for run_id in run_ids}
+        specs: dict[str, object] = {}
         with self.reading() as s:
-            if what == "runs":
-                row = s.get(RunRow, run_id)
-                h.update(canonical_json(row.spec if row else None).encode())
-            elif what == "invocations":
-                for seq, digest, error in s.execute(
-                    select(InvocationRow.sequence_number, InvocationRow.output_sha256, InvocationRow.error)
-                    .where(InvocationRow.run_id == run_id).order_by(InvocationRow.sequence_number)):
-                    h.update(f"{seq}:{digest}:{error}\n".encode())
-            elif what == "embeddings":
-                for seq, model, version, vector in s.execute(
-                    select(InvocationRow.sequence_number, EmbeddingRow.embedding_model,
-                           EmbeddingRow.model_version, EmbeddingRow.vector)
-                    .join(EmbeddingRow, EmbeddingRow.invocation_id == InvocationRow.id)
-                    .where(InvocationRow.run_id == run_id)
-                    .order_by(EmbeddingRow.embedding_model, InvocationRow.sequence_number)):
-                    h.update(f"{seq}:{model}:{version}:".encode() + vector)
-            elif what == "diagrams":
-                for model, subset, params_hash, digest in s.execute(
-                    select(PersistenceDiagramRow.embedding_model, PersistenceDiagramRow.subset,
-                           PersistenceDiagramRow.params_hash, PersistenceDiagramRow.input_sha256)
-                    .where(PersistenceDiagramRow.run_id == run_id)
-                    .order_by(PersistenceDiagramRow.embedding_model, PersistenceDiagramRow.subset,
-                              PersistenceDiagramRow.params_hash)):
-                    h.update(f"{model}:{subset}:{params_hash}:{digest}\n".encode())
-            else:
-                raise ValueError(f"unknown content {what!r}")
-        return h.hexdigest()[:16]
+            for chunk in chunks(list(run_ids)):
+                for run_id, *values in s.execute(query.where(run_column.in_(list(chunk)))
+                                                 .order_by(run_column, *order)):
+                    h = hashes[run_id]
+                    if what == "runs":
+                        specs[run_id] = values[0]
+                    elif what == "invocations":
+                        h.update("{}:{}:{}\n".format(*values).encode())
+                    elif what == "embeddings":
+                        seq, model, version, vector = values
+                        h.update(f"{seq}:{model}:{version}:".encode() + vector)
+                    else:
+                        h.update("{}:{}:{}:{}\n".format(*values).encode())
+        if what == "runs":  # a run not stored hashes as no specification
+            for run_id, h in hashes.items():
+                h.update(canonical_json(specs.get(run_id)).encode())
+        return {run_id: h.hexdigest()[:16] for run_id, h in hashes.items()}

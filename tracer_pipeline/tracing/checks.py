@@ -47,11 +47,14 @@ def embedding_problems(store: TraceStore, run_ids: Sequence[str]) -> dict[str, l
     it; vectors are finite, of the model's dimension and of unit norm."""
     found: dict[str, list[str]] = {}
     outlines = store.invocation_outlines(run_ids)
-    for run in store.get_runs(run_ids):
+    runs = store.get_runs(run_ids)
+    trajectories = {model: store.trajectories([r.run_id for r in runs if model in r.embedding_models], model)
+                    for model in dict.fromkeys(m for r in runs for m in r.embedding_models)}
+    for run in runs:
         problems = found[run.run_id] = []
         for model in run.embedding_models:
             spec = get_model(model)
-            seqs, _, vectors = store.trajectory(run.run_id, model)
+            seqs, _, vectors = trajectories[model][run.run_id]
             expected = sum(1 for _, _, output_type, _ in outlines[run.run_id] if output_type in spec.embeds)
             if len(seqs) != expected:
                 problems.append(f"{model}: {len(seqs)} of {expected} outputs embedded")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracer_pipeline.config import canonical_json, sha256_hex
-from tracer_pipeline.store import DiagramRecord, TraceStore
+from tracer_pipeline.store import DiagramRecord, RunRecord, TraceStore
 from tracer_pipeline.tda.persistence import TDA_VERSION, diagram_summary, persistence_diagram
 from tracer_pipeline.tracing import progress
 
@@ -57,37 +57,45 @@ def compute_diagrams(store: TraceStore, run_ids: list[str]) -> dict[str, Diagram
     (one transaction per ``WRITE_EVERY_RUNS`` runs: an interruption loses at most those, which a
     rerun computes again)."""
     outcomes: dict[str, DiagramOutcome] = {}
-    pending: list[DiagramRecord] = []
-    for index, run in enumerate(store.get_runs(run_ids)):
-        if index % WRITE_EVERY_RUNS == 0:
-            pending = _flush(store, pending)
-        outcome = outcomes[run.run_id] = DiagramOutcome(run.run_id)
-        params, params_hash = tda_params(run.max_homology_dim)
-        stored = store.diagram_keys(run.run_id)
-        for model in run.embedding_models:
-            seqs, types, vectors = store.trajectory(run.run_id, model)
-            for subset, (rows, digest) in trajectory_subsets(seqs, types, vectors).items():
-                points = vectors[rows] if rows else vectors[:0]
-                label = f"{model}/{subset}"
-                if stored.get((model, subset, params_hash)) == digest:
-                    outcome.skipped.append(label)
-                    continue
-                started = time.perf_counter()
-                diagram = persistence_diagram(points, max_dim=run.max_homology_dim)
-                duration = time.perf_counter() - started
-                outcome.seconds += duration
-                pending.append(DiagramRecord(
-                    run_id=run.run_id, embedding_model=model, subset=subset, params=params,
-                    params_hash=params_hash, n_points=len(rows), input_sha256=digest,
-                    points=diagram, summary=diagram_summary(diagram), duration_s=duration,
-                ))
-                outcome.computed.append(label)
-    _flush(store, pending)
+    runs = store.get_runs(run_ids)
+    for start in range(0, len(runs), WRITE_EVERY_RUNS):
+        batch = runs[start:start + WRITE_EVERY_RUNS]
+        stored = store.diagram_keys_of([run.run_id for run in batch])
+        trajectories = {model: store.trajectories([r.run_id for r in batch if model in r.embedding_models], model)
+                        for model in dict.fromkeys(m for r in batch for m in r.embedding_models)}
+        pending: list[DiagramRecord] = []
+        for run in batch:
+            outcome = outcomes[run.run_id] = DiagramOutcome(run.run_id)
+            _, params_hash = tda_params(run.max_homology_dim)
+            for model in run.embedding_models:
+                seqs, types, vectors = trajectories[model][run.run_id]
+                for subset, (rows, digest) in trajectory_subsets(seqs, types, vectors).items():
+                    label = f"{model}/{subset}"
+                    if stored[run.run_id].get((model, subset, params_hash)) == digest:
+                        outcome.skipped.append(label)
+                        continue
+                    pending.append(_diagram(run, model, subset, vectors[rows] if rows else vectors[:0],
+                                            digest, outcome))
+                    outcome.computed.append(label)
+        _flush(store, pending)
     return outcomes
 
 
-def _flush(store: TraceStore, pending: list[DiagramRecord]) -> list[DiagramRecord]:
+def _diagram(run: RunRecord, model: str, subset: str, points: np.ndarray, digest: str,
+             outcome: DiagramOutcome) -> DiagramRecord:
+    params, params_hash = tda_params(run.max_homology_dim)
+    started = time.perf_counter()
+    diagram = persistence_diagram(points, max_dim=run.max_homology_dim)
+    duration = time.perf_counter() - started
+    outcome.seconds += duration
+    return DiagramRecord(
+        run_id=run.run_id, embedding_model=model, subset=subset, params=params, params_hash=params_hash,
+        n_points=len(points), input_sha256=digest, points=diagram, summary=diagram_summary(diagram),
+        duration_s=duration,
+    )
+
+
+def _flush(store: TraceStore, pending: list[DiagramRecord]) -> None:
     store.put_diagrams(pending)
     if pending:
         progress.report("diagrams", len(pending))
-    return []

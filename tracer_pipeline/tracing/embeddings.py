@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tracer_pipeline.errors import TracerError
-from tracer_pipeline.models.base import EmbeddingModel, ModelFailure, batch_then_items
+from tracer_pipeline.models.base import EmbeddingModel, ModelFailure, ModelSpec, batch_then_items
 from tracer_pipeline.models.pool import ModelPool
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.store import InvocationRecord, RunRecord, TraceStore
 from tracer_pipeline.tracing import progress
 
 DEFAULT_BATCH_SIZE = 64
+RUNS_PER_READ = 64  # runs read, embedded and stored together: their outputs are in memory at once
 
 
 @dataclass
@@ -45,75 +46,109 @@ def _current(stored: tuple[str, np.ndarray] | None, version: str) -> bool:
 def embed_runs(
     store: TraceStore, pool: ModelPool, run_ids: list[str], batch_size: int = DEFAULT_BATCH_SIZE
 ) -> dict[str, EmbeddingOutcome]:
-    """Compute the missing embeddings of the given runs; return what was done per run."""
+    """Compute the missing embeddings of the given runs; return what was done per run. Runs are
+    read, embedded and stored ``RUNS_PER_READ`` at a time: a few queries per group of runs, and
+    only that group's outputs in memory."""
     outcomes = {run_id: EmbeddingOutcome(run_id) for run_id in run_ids}
     runs = store.get_runs(run_ids)
     for model_name in dict.fromkeys(m for run in runs for m in run.embedding_models):
         spec = get_model(model_name)
-        todo: list[InvocationRecord] = []
-        for run in runs:
-            if spec.name not in run.embedding_models:
+        own = [run for run in runs if spec.name in run.embedding_models]
+        model: EmbeddingModel | TracerError | None = None  # loaded on the first work
+        for start in range(0, len(own), RUNS_PER_READ):
+            group = own[start:start + RUNS_PER_READ]
+            todo = _missing_outputs(store, spec, group, outcomes)
+            stored = store.reference_embeddings([run.run_id for run in group], spec.name)
+            references = [run for run in group if _initial_modality(run) in spec.embeds
+                          and not _current(stored.get(run.run_id), spec.version)]
+            if not todo and not references:
                 continue
-            stored = store.embedding_status(run.run_id, spec.name)
-            # An older model version's vectors, and any that are not finite, are computed again.
-            stale = [i for i, version in stored.items() if version != spec.version]
-            stale += store.non_finite_embeddings(run.run_id, spec.name)
-            stored = {i: v for i, v in stored.items() if i not in stale}
-            if stale:
-                store.delete_embeddings(spec.name, stale)
-                outcomes[run.run_id].stale_replaced += len(stale)
-            for inv in store.invocations(run.run_id):
-                if inv.output_type is None or inv.output_type not in spec.embeds:
-                    continue
-                if stored.get(inv.id) == spec.version:
-                    outcomes[run.run_id].skipped += 1
-                else:
-                    todo.append(inv)
-        references = [run for run in runs if spec.name in run.embedding_models
-                      and _initial_modality(run) in spec.embeds
-                      and not _current(store.reference_embedding(run.run_id, spec.name), spec.version)]
-        if not todo and not references:
-            continue
-        pool.prepare([spec.name])
-        try:
-            model = pool.get(spec.name)
-        except TracerError as exc:
-            for inv in todo:
-                outcomes[inv.run_id].failures.append(f"{spec.name}: {exc}")
-            continue
-        assert isinstance(model, EmbeddingModel)
-        # The initial prompt (or image) too: drift is measured from where a run started.
-        for start in range(0, len(references), batch_size):
-            batch = references[start : start + batch_size]
-            vectors = batch_then_items(model.embed, [r.initial_input for r in batch], policy=pool.policy)
-            for run, vector in zip(batch, vectors, strict=True):
-                if isinstance(vector, ModelFailure) or not np.all(np.isfinite(vector)):
-                    why = vector if isinstance(vector, ModelFailure) else "the vector is not finite (NaN or inf)"
-                    outcomes[run.run_id].failures.append(f"{spec.name} on the initial input: {why}")
-                else:
-                    store.put_reference_embedding(run.run_id, spec.name, spec.version, vector)
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            vectors = batch_then_items(model.embed, [inv.output for inv in batch], policy=pool.policy)
-            good: dict[int, np.ndarray] = {}
-            for inv, vector in zip(batch, vectors, strict=True):
-                if isinstance(vector, ModelFailure):
-                    outcomes[inv.run_id].failures.append(
-                        f"{spec.name} on invocation {inv.sequence_number}: {vector}")
-                    continue
-                if not np.all(np.isfinite(vector)):
-                    outcomes[inv.run_id].failures.append(
-                        f"{spec.name} on invocation {inv.sequence_number}: the vector is not finite (NaN or inf)")
-                    continue
-                if vector.shape != (model.dimension,):
-                    outcomes[inv.run_id].failures.append(
-                        f"{spec.name} on invocation {inv.sequence_number}: dimension {vector.shape} "
-                        f"instead of {model.dimension}")
-                    continue
-                good[inv.id] = vector
-            store.add_embeddings(spec.name, spec.version, good)
-            progress.report("embeddings", len(good))
-            for inv in batch:
-                if inv.id in good:
-                    outcomes[inv.run_id].computed += 1
+            if model is None:
+                model = _load(pool, spec.name)
+            if isinstance(model, TracerError):
+                for inv in todo:
+                    outcomes[inv.run_id].failures.append(f"{spec.name}: {model}")
+                continue
+            _embed_references(store, pool, model, spec, references, outcomes, batch_size)
+            _embed_outputs(store, pool, model, spec, todo, outcomes, batch_size)
     return outcomes
+
+
+def _load(pool: ModelPool, name: str) -> EmbeddingModel | TracerError:
+    pool.prepare([name])
+    try:
+        model = pool.get(name)
+    except TracerError as exc:
+        return exc
+    assert isinstance(model, EmbeddingModel)
+    return model
+
+
+def _missing_outputs(store: TraceStore, spec: ModelSpec, runs: list[RunRecord],
+                     outcomes: dict[str, EmbeddingOutcome]) -> list[InvocationRecord]:
+    """The outputs of these runs that ``spec`` must embed; vectors of an older model version,
+    and any that are not finite, are deleted to be computed again."""
+    ids = [run.run_id for run in runs]
+    states = store.embedding_states(ids, spec.name)
+    stale = [(run_id, i) for run_id in ids for i, (version, finite) in states[run_id].items()
+             if version != spec.version or not finite]
+    if stale:
+        store.delete_embeddings(spec.name, [i for _, i in stale])
+        for run_id, _ in stale:
+            outcomes[run_id].stale_replaced += 1
+    todo = []
+    for run_id, invocations in store.invocations_of(ids).items():
+        current = {i for i, (version, finite) in states[run_id].items() if version == spec.version and finite}
+        for inv in invocations:
+            if inv.output_type is None or inv.output_type not in spec.embeds:
+                continue
+            if inv.id in current:
+                outcomes[run_id].skipped += 1
+            else:
+                todo.append(inv)
+    return todo
+
+
+def _embed_references(store: TraceStore, pool: ModelPool, model: EmbeddingModel, spec: ModelSpec,
+                      runs: list[RunRecord], outcomes: dict[str, EmbeddingOutcome], batch_size: int) -> None:
+    """The initial prompt (or image) too: drift is measured from where a run started."""
+    good: dict[str, np.ndarray] = {}
+    for start in range(0, len(runs), batch_size):
+        batch = runs[start : start + batch_size]
+        vectors = batch_then_items(model.embed, [r.initial_input for r in batch], policy=pool.policy)
+        for run, vector in zip(batch, vectors, strict=True):
+            if isinstance(vector, ModelFailure) or not np.all(np.isfinite(vector)):
+                why = vector if isinstance(vector, ModelFailure) else "the vector is not finite (NaN or inf)"
+                outcomes[run.run_id].failures.append(f"{spec.name} on the initial input: {why}")
+            else:
+                good[run.run_id] = vector
+    store.put_reference_embeddings(spec.name, spec.version, good)
+
+
+def _embed_outputs(store: TraceStore, pool: ModelPool, model: EmbeddingModel, spec: ModelSpec,
+                   todo: list[InvocationRecord], outcomes: dict[str, EmbeddingOutcome], batch_size: int) -> None:
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        vectors = batch_then_items(model.embed, [inv.output for inv in batch], policy=pool.policy)
+        good: dict[int, np.ndarray] = {}
+        for inv, vector in zip(batch, vectors, strict=True):
+            why = _unusable(vector, model.dimension)
+            if why:
+                outcomes[inv.run_id].failures.append(f"{spec.name} on invocation {inv.sequence_number}: {why}")
+            else:
+                good[inv.id] = vector
+        store.add_embeddings(spec.name, spec.version, good)
+        progress.report("embeddings", len(good))
+        for inv in batch:
+            if inv.id in good:
+                outcomes[inv.run_id].computed += 1
+
+
+def _unusable(vector: np.ndarray | ModelFailure, dimension: int) -> str | None:
+    if isinstance(vector, ModelFailure):
+        return str(vector)
+    if not np.all(np.isfinite(vector)):
+        return "the vector is not finite (NaN or inf)"
+    if vector.shape != (dimension,):
+        return f"dimension {vector.shape} instead of {dimension}"
+    return None

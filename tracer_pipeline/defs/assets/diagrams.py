@@ -32,5 +32,5 @@ def persistence_diagrams(context: dg.AssetExecutionContext, store: TraceStoreRes
         "run_id": o.run_id, "computed": len(o.computed), "skipped_already_stored": len(o.skipped),
         "seconds": round(o.seconds, 3), "diagrams": table(own[o.run_id]),
     } for o in outcomes.values()})
-    yield dg.MaterializeResult(data_version=combined_version([trace.content_hash(k, "diagrams") for k in run_ids]))
+    yield dg.MaterializeResult(data_version=combined_version(trace.content_hashes(run_ids, "diagrams")))
     yield from partition_checks(context, VALID_CHECK, diagram_problems(run_ids, stored))

@@ -26,7 +26,7 @@ def embeddings(context: dg.AssetExecutionContext, store: TraceStoreResource, mod
         "run_id": o.run_id, "computed": o.computed, "skipped_already_stored": o.skipped,
         "stale_replaced": o.stale_replaced, "failures": len(o.failures),
     } for o in outcomes.values()})
-    yield dg.MaterializeResult(data_version=combined_version([trace.content_hash(k, "embeddings") for k in run_ids]))
+    yield dg.MaterializeResult(data_version=combined_version(trace.content_hashes(run_ids, "embeddings")))
     problems = embedding_problems(trace, run_ids)
     for o in outcomes.values():
         problems[o.run_id] = [*o.failures, *problems.get(o.run_id, [])]

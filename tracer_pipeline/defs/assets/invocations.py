@@ -58,9 +58,10 @@ def invocations(
         )
     metadata = {}
     counts = trace.counts(run_ids)
+    first = trace.invocations_of(run_ids, limit=PREVIEW_INVOCATIONS + 1)
     for run in trace.get_runs(run_ids):
         outcome = outcomes[run.run_id]
-        shown = trace.invocations(run.run_id, limit=PREVIEW_INVOCATIONS + 1)
+        shown = first[run.run_id]
         metadata[run.run_id] = {
             **run_header(run), "invocations": counts[run.run_id]["invocations"], "max_length": run.max_length,
             "computed": outcome.computed, "skipped_already_stored": outcome.stored_before,
@@ -69,7 +70,7 @@ def invocations(
                 run.prompt or "(initial image)", shown, counts[run.run_id]["invocations"])),
         }
     record_partitions(context, metadata)
-    yield dg.MaterializeResult(data_version=combined_version([trace.content_hash(k, "invocations") for k in run_ids]))
+    yield dg.MaterializeResult(data_version=combined_version(trace.content_hashes(run_ids, "invocations")))
     yield from partition_checks(context, COMPLETE_CHECK, invocation_problems(trace, run_ids))
     yield from partition_checks(context, NOT_STUCK_CHECK, stuck_problems(trace, run_ids),
                                 severity=dg.AssetCheckSeverity.WARN)

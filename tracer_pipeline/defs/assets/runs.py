@@ -29,4 +29,4 @@ def runs(context: dg.AssetExecutionContext, store: TraceStoreResource) -> dg.Mat
         **run_header(r), "max_length": r.max_length, "experiments": ", ".join(r.experiments),
         "embedding_models": ", ".join(r.embedding_models), "spec": dg.MetadataValue.json(r.spec),
     } for r in records})
-    return dg.MaterializeResult(data_version=combined_version([trace.content_hash(k, "runs") for k in run_ids]))
+    return dg.MaterializeResult(data_version=combined_version(trace.content_hashes(run_ids, "runs")))

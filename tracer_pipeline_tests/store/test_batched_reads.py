@@ -1,0 +1,68 @@
+"""The store's reads of many runs at once answer what its one-run reads answer, run by run, and
+what the embedding step computes from them is what it computed one run at a time."""
+
+import numpy as np
+import pytest
+
+from tracer_pipeline.config import parse_experiment
+from tracer_pipeline.models.pool import ModelPool, resolve_load_options
+from tracer_pipeline.models.registry import get_model
+from tracer_pipeline.store import TraceStore
+from tracer_pipeline.tracing import embeddings
+from tracer_pipeline.tracing.diagrams import compute_diagrams
+from tracer_pipeline.tracing.embeddings import embed_runs
+from tracer_pipeline.tracing.invocations import run_invocations
+
+CONFIG = {
+    "name": "batched", "networks": [["DummyT2I", "DummyI2T"]], "seeds": [1, 2, 3], "prompts": ["a red balloon"],
+    "embedding_models": ["DummyEmbed"], "max_length": 5,
+}
+
+
+@pytest.fixture
+def traced(tmp_path, monkeypatch):
+    monkeypatch.setattr(embeddings, "RUNS_PER_READ", 2)  # more than one group of runs
+    store = TraceStore(f"sqlite:///{tmp_path / 'trace.sqlite'}")
+    ids = store.register_experiment(parse_experiment(CONFIG, "x"))
+    pool = ModelPool(resolve_load_options("cpu", "auto", tmp_path / "models"))
+    run_invocations(store, pool, ids)
+    outcomes = embed_runs(store, pool, ids)
+    assert all(o.computed == 5 and not o.failures for o in outcomes.values())
+    compute_diagrams(store, ids)
+    return store, [*ids, "no-such-run"]
+
+
+def test_reads_of_many_runs_are_the_one_run_reads(traced):
+    store, ids = traced
+    for limit in (None, 3):
+        assert store.invocations_of(ids, limit) == {r: store.invocations(r, limit) for r in ids}
+    assert [len(v) for v in store.invocations_of(ids, 3).values()] == [3, 3, 3, 0]
+    assert store.diagram_keys_of(ids) == {r: store.diagram_keys(r) for r in ids}
+    assert len(store.diagram_keys_of(ids)[ids[0]]) == 3  # all, text, image
+    for what in ("runs", "invocations", "embeddings", "diagrams"):
+        hashes = store.content_hashes(ids, what)
+        assert hashes == {r: store.content_hash(r, what) for r in ids}
+        assert len(set(hashes.values())) == len(ids)  # each run's own content
+    states = store.embedding_states(ids, "DummyEmbed")
+    assert [len(s) for s in states.values()] == [5, 5, 5, 0]
+    assert {state for s in states.values() for state in s.values()} == {(get_model("DummyEmbed").version, True)}
+
+
+def test_a_stale_or_non_finite_vector_is_computed_again_and_references_are_stored(traced):
+    store, ids = traced
+    [first, second, *_] = ids
+    version = store.embedding_states([first], "DummyEmbed")[first]
+    [(invocation_id, _)] = list(version.items())[:1]
+    store.delete_embeddings("DummyEmbed", [invocation_id])
+    assert len(store.embedding_states([first], "DummyEmbed")[first]) == 4
+    references = store.reference_embeddings(ids, "DummyEmbed")
+    assert set(references) == set(ids[:3])
+    store.put_reference_embeddings("DummyEmbed", "old", {second: np.ones(references[second][1].size)})
+    assert store.reference_embeddings([second], "DummyEmbed")[second][0] == "old"
+
+    pool = ModelPool(resolve_load_options("cpu", "auto", "unused"))
+    outcomes = embed_runs(store, pool, ids[:3])
+    assert outcomes[first].computed == 1 and outcomes[first].skipped == 4
+    assert outcomes[second].computed == 0
+    after = store.reference_embeddings([second], "DummyEmbed")[second]
+    assert after[0] != "old" and np.allclose(after[1], references[second][1])
