@@ -220,7 +220,7 @@ def _downscaled(png: bytes, width: int) -> bytes:
     if image.width > width:
         image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    image.save(buffer, format="PNG")  # optimize=True: 2-4x the time for 1-3 % fewer bytes
     return buffer.getvalue()
 
 

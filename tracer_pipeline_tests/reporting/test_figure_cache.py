@@ -81,3 +81,7 @@ def test_figure_keys_follow_content_not_identity() -> None:
     assert figure_key("f", "code", (a,), {}) != figure_key("f", "other code", (a,), {})
     with pytest.raises(TypeError, match="set"):
         figure_key("f", "code", ({1, 2},), {})
+    # Sequences of plain values (hashed at once) keep every value's type and content.
+    keys = {figure_key("f", "code", (value,), {}) for value in
+            [("1", 2), (1, 2), (True, 2), (1.0, 2), (None, 2), ("1", 3), ("1", 2, None), ("1", (2,))]}
+    assert len(keys) == 8
