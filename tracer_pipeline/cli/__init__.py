@@ -46,7 +46,15 @@ for command in (run_experiment, report_command, train_sceneworld, list_runs, sta
     cli.add_command(command)
 
 
+# The collector's first threshold: a young collection every this many allocations instead of
+# Python's 700. The CLI keeps most of what it allocates (records, events, models), which the
+# default walked again and again: 1.4 s of SceneWorld's 10 x 50 run, 3.6 s of 1,000 x 20 dummy
+# runs, to 0.5 s and 1.0 s, with the same peak memory.
+YOUNG_COLLECTION_EVERY = 20_000
+
+
 def main() -> None:
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
     try:
         cli()
     except TracerError as exc:
