@@ -3,11 +3,13 @@ what the embedding step computes from them is what it computed one run at a time
 
 import numpy as np
 import pytest
+from sqlalchemy import update
 
 from tracer_pipeline.config import parse_experiment
 from tracer_pipeline.models.pool import ModelPool, resolve_load_options
 from tracer_pipeline.models.registry import get_model
 from tracer_pipeline.store import TraceStore
+from tracer_pipeline.store.schema import EmbeddingRow
 from tracer_pipeline.tracing import embeddings
 from tracer_pipeline.tracing.diagrams import compute_diagrams
 from tracer_pipeline.tracing.embeddings import embed_runs
@@ -20,9 +22,9 @@ CONFIG = {
 
 
 @pytest.fixture
-def traced(tmp_path, monkeypatch):
+def traced(store_url, tmp_path, monkeypatch):
     monkeypatch.setattr(embeddings, "RUNS_PER_READ", 2)  # more than one group of runs
-    store = TraceStore(f"sqlite:///{tmp_path / 'trace.sqlite'}")
+    store = TraceStore(store_url)
     ids = store.register_experiment(parse_experiment(CONFIG, "x"))
     pool = ModelPool(resolve_load_options("cpu", "auto", tmp_path / "models"))
     run_invocations(store, pool, ids)
@@ -60,9 +62,16 @@ def test_a_stale_or_non_finite_vector_is_computed_again_and_references_are_store
     store.put_reference_embeddings("DummyEmbed", "old", {second: np.ones(references[second][1].size)})
     assert store.reference_embeddings([second], "DummyEmbed")[second][0] == "old"
 
+    [(spoiled, _)] = list(store.embedding_states([second], "DummyEmbed")[second].items())[:1]
+    with store.session() as s:  # a NaN vector, as an older version of the store could hold
+        s.execute(update(EmbeddingRow).where(EmbeddingRow.invocation_id == spoiled)
+                  .values(vector=np.full(8, np.nan, dtype="<f4").tobytes()))
+    assert store.embedding_states([second], "DummyEmbed")[second][spoiled][1] is False
+
     pool = ModelPool(resolve_load_options("cpu", "auto", "unused"))
     outcomes = embed_runs(store, pool, ids[:3])
     assert outcomes[first].computed == 1 and outcomes[first].skipped == 4
-    assert outcomes[second].computed == 0
+    assert outcomes[second].computed == 1 and outcomes[second].stale_replaced == 1
+    assert store.embedding_states([second], "DummyEmbed")[second][spoiled][1] is True
     after = store.reference_embeddings([second], "DummyEmbed")[second]
     assert after[0] != "old" and np.allclose(after[1], references[second][1])

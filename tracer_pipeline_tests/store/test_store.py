@@ -21,16 +21,6 @@ CONFIG = {
 NOW = datetime.now(UTC).replace(tzinfo=None)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path) -> str:
-    """A fresh, empty trace store's URL: a SQLite file, or a new database on a PostgreSQL server
-    the tests started on loopback."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'trace.sqlite'}"
-    server = request.getfixturevalue("postgres")
-    return server.url(server.create_database("store"))
-
-
 @pytest.fixture
 def store(store_url):
     trace = TraceStore(store_url)
