@@ -33,6 +33,7 @@ from tracer_pipeline.models.base import (
     ModelOption,
     ModelSpec,
     Output,
+    each_item,
     output_digest,
 )
 from tracer_pipeline.models.options import SHA256_SUFFIX
@@ -127,16 +128,7 @@ class CLIPGuidedModel:
         return FormedImage(image, tuple(frames))
 
     def generate(self, inputs: Sequence[Output], seeds: Sequence[int]) -> list[Output | FormedImage | ModelFailure]:
-        results: list[Output | FormedImage | ModelFailure] = []
-        for text, seed in zip(inputs, seeds, strict=True):
-            if not isinstance(text, str):
-                results.append(ModelFailure("WrongInput", "a CLIP-guided model expects text, got an image"))
-                continue
-            try:
-                results.append(self._one(text, seed))
-            except Exception as exc:  # one bad item must not fail the batch
-                results.append(ModelFailure.from_exception(exc))
-        return results
+        return each_item("a CLIP-guided model", "text", inputs, seeds, self._one)
 
 
 def _init_image(spec: ModelSpec) -> Image.Image | None:

@@ -17,10 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from PIL import Image
+
+R = TypeVar("R")
 
 
 class Modality(StrEnum):
@@ -322,6 +324,27 @@ def normalise(vector: np.ndarray) -> np.ndarray | ModelFailure:
     if norm == 0.0:
         return ModelFailure("ZeroEmbedding", "the embedding is the zero vector")
     return (v / norm).astype(np.float32)
+
+
+def each_item(
+    name: str, takes: str, inputs: Sequence[Output], seeds: Sequence[int], one: Callable[[Any, int], R],
+) -> list[R | ModelFailure]:
+    """``one(input, seed)`` for each item of a batch, for a model that works an item at a time;
+    ``takes`` is the modality it accepts (``"text"`` or ``"image"``). An input of the other
+    modality, or an item whose call raises, is that item's :class:`ModelFailure`: one bad item
+    never fails the batch."""
+    results: list[R | ModelFailure] = []
+    for item, seed in zip(inputs, seeds, strict=True):
+        given = "text" if isinstance(item, str) else "image"
+        if given != takes:
+            results.append(ModelFailure("WrongInput", f"{name} expects {'text' if takes == 'text' else 'an image'}, "
+                                                      f"got {'text' if given == 'text' else 'an image'}"))
+            continue
+        try:
+            results.append(one(item, seed))
+        except Exception as exc:  # one bad item must not fail the batch
+            results.append(ModelFailure.from_exception(exc))
+    return results
 
 
 def check_caption(text: str) -> str:

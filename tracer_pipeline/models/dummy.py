@@ -21,6 +21,7 @@ from tracer_pipeline.models.base import (
     ModelSpec,
     Output,
     check_caption,
+    each_item,
     normalise,
 )
 
@@ -128,13 +129,7 @@ class DummyTextToImage:
         return image
 
     def generate(self, inputs: Sequence[Output], seeds: Sequence[int]) -> list[Output | ModelFailure]:
-        results: list[Output | ModelFailure] = []
-        for text, seed in zip(inputs, seeds, strict=True):
-            if not isinstance(text, str):
-                results.append(ModelFailure("WrongInput", "expected text, got an image"))
-                continue
-            results.append(self._one(text, seed))
-        return results
+        return each_item("a text-to-image model", "text", inputs, seeds, self._one)
 
 
 class DummyImageToText:
@@ -158,13 +153,8 @@ class DummyImageToText:
         return f"a {light} {colour} picture"
 
     def generate(self, inputs: Sequence[Output], seeds: Sequence[int]) -> list[Output | ModelFailure]:
-        results: list[Output | ModelFailure] = []
-        for image, seed in zip(inputs, seeds, strict=True):
-            if isinstance(image, str):
-                results.append(ModelFailure("WrongInput", "expected an image, got text"))
-                continue
-            results.append(check_caption(self._one(image, seed)))
-        return results
+        return each_item("an image-to-text model", "image", inputs, seeds,
+                         lambda image, seed: check_caption(self._one(image, seed)))
 
 
 class DummyEmbedder:

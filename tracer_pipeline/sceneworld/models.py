@@ -27,6 +27,7 @@ from tracer_pipeline.models.base import (
     ModelSpec,
     Output,
     check_caption,
+    each_item,
     normalise,
 )
 
@@ -118,16 +119,7 @@ class SceneT2I:
         return Image.fromarray(array, mode="RGB")
 
     def generate(self, inputs: Sequence[Output], seeds: Sequence[int]) -> list[Output | ModelFailure]:
-        results: list[Output | ModelFailure] = []
-        for text, seed in zip(inputs, seeds, strict=True):
-            if not isinstance(text, str):
-                results.append(ModelFailure("WrongInput", "SceneT2I expects text, got an image"))
-                continue
-            try:
-                results.append(self._one(text, seed))
-            except Exception as exc:  # one bad item must not fail the batch
-                results.append(ModelFailure.from_exception(exc))
-        return results
+        return each_item("SceneT2I", "text", inputs, seeds, self._one)
 
 
 class SceneI2T:
@@ -153,16 +145,7 @@ class SceneI2T:
         return self.tokenizer.decode(ids)
 
     def generate(self, inputs: Sequence[Output], seeds: Sequence[int]) -> list[Output | ModelFailure]:
-        results: list[Output | ModelFailure] = []
-        for image, seed in zip(inputs, seeds, strict=True):
-            if isinstance(image, str):
-                results.append(ModelFailure("WrongInput", "SceneI2T expects an image, got text"))
-                continue
-            try:
-                results.append(check_caption(self._one(image, seed)))
-            except Exception as exc:  # one bad item must not fail the batch
-                results.append(ModelFailure.from_exception(exc))
-        return results
+        return each_item("SceneI2T", "image", inputs, seeds, lambda image, seed: check_caption(self._one(image, seed)))
 
 
 class SceneCLIP:

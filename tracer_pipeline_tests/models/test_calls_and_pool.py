@@ -7,9 +7,11 @@ import os
 import time
 import weakref
 
+from PIL import Image
+
 from tracer_pipeline.config import parse_experiment
 from tracer_pipeline.models import registry
-from tracer_pipeline.models.base import CallPolicy, ModelFailure, batch_then_items, check_caption
+from tracer_pipeline.models.base import CallPolicy, ModelFailure, batch_then_items, check_caption, each_item
 from tracer_pipeline.models.pool import ModelPool, resolve_load_options
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store import TraceStore
@@ -57,6 +59,19 @@ def test_the_pool_frees_what_the_next_network_does_not_need_within_its_budget(tm
                                                                ("load", "TinySDXL")]  # each loaded once
         assert [e for e in pool.events if e[0] == "free"] == frees
         assert "TinySD" not in pool.loaded if budget == 0 else set(pool.loaded) == {"TinySD", "TinyBLIP", "TinySDXL"}
+
+
+def test_a_wrong_modality_or_a_raising_item_fails_that_item_only():
+    def one(text: str, seed: int) -> str:
+        if text == "boom":
+            raise ValueError("no")
+        return f"{text}/{seed}"
+
+    image = Image.new("RGB", (2, 2))
+    results = each_item("M", "text", ["a", image, "boom", "b"], [1, 2, 3, 4], one)
+    assert results[0] == "a/1" and results[3] == "b/4"
+    assert results[1] == ModelFailure("WrongInput", "M expects text, got an image")
+    assert results[2] == ModelFailure("ValueError", "no")
 
 
 def test_a_released_model_is_collected_though_the_pool_freezes_what_it_loads():
