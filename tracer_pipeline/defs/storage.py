@@ -21,7 +21,11 @@ asset, one check evaluation per partition and check). This subclass changes only
   ~1 ms each; a migration only adds them);
 - asset-check evaluations (one per run partition and check) held back until the next event of
   another kind (the check's output follows its evaluations) and then written in one transaction
-  per database: a process killed in between loses those check results, not any data;
+  per database: a process killed in between loses those check results, not any data. They are
+  written in bulk: their event rows in one multi-row statement per database, their check
+  execution rows by one prepared UPDATE run for all of them (Dagster compiles one per
+  evaluation and serializes each event twice); an evaluation whose execution row is not there
+  exactly once (Dagster then inserts one, or raises) goes Dagster's own way;
 - a partitioned check planned for a range of N partitions recorded as N execution rows that
   each carry the planned event narrowed to their own partition (Dagster's own class stores the
   whole range's event in every row: N² bytes, 230 MB for one check of 1,000 runs);
@@ -45,11 +49,11 @@ from dagster._core.events import ASSET_EVENTS, DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._core.storage.sqlite import create_db_conn_string
 from dagster._record import copy
 from dagster._serdes import serialize_value
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, and_, bindparam, create_engine, event, func, select
 
 # Dagster reads these in the process that writes events: set by the CLI's launcher and handed
 # to ``dagster dev`` by ``trajectory-tracer ui``.
@@ -173,8 +177,39 @@ class TracerSqliteEventLogStorage(SqliteEventLogStorage):
             held, self._held_checks = self._held_checks, []
         if held:
             with self._one_transaction_per_database():
-                for event in held:
-                    super().store_event(event)
+                self._store_check_evaluations(held)
+
+    def _store_check_evaluations(self, events: Sequence[EventLogEntry]) -> None:
+        """What Dagster's ``store_event`` writes for each evaluation of a run, in bulk: the event's
+        row in its run's database and in the index database, whose id the execution row planned
+        for the evaluation's check, run and partition then points to."""
+        rows = [self._event_to_row(e) for e in events]
+        for run_id in dict.fromkeys(e.run_id for e in events):
+            with self.run_connection(run_id) as conn:
+                conn.execute(SqlEventLogStorageTable.insert(), [row for row in rows if row["run_id"] == run_id])
+        own_way = []
+        with self.index_connection() as conn:
+            ids = conn.scalars(SqlEventLogStorageTable.insert().returning(
+                SqlEventLogStorageTable.c.id, sort_by_parameter_order=True), rows).all()
+            planned = _planned_execution_counts(conn, events)
+            updates = []
+            for e, row, event_id in zip(events, rows, ids, strict=True):
+                evaluation = e.dagster_event.event_specific_data
+                key = (evaluation.asset_key.to_string(), evaluation.check_name, e.run_id, evaluation.partition)
+                if evaluation.partition is None or planned.get(key) != 1:
+                    own_way.append((e, event_id))
+                    continue
+                updates.append(dict(
+                    b_asset_key=key[0], b_check_name=key[1], b_run_id=key[2], b_partition=key[3],
+                    b_status=(AssetCheckExecutionRecordStatus.SUCCEEDED if evaluation.passed
+                              else AssetCheckExecutionRecordStatus.FAILED).value,
+                    b_event=row["event"], b_timestamp=row["timestamp"], b_event_id=event_id,
+                    b_materialization_id=evaluation.target_materialization_data.storage_id
+                    if evaluation.target_materialization_data else None))
+            if updates:
+                conn.execute(_RECORD_EVALUATION, updates)
+        for e, event_id in own_way:
+            self.store_asset_check_event(e, event_id)
 
     def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
         planned = event.dagster_event.event_specific_data
@@ -216,6 +251,30 @@ class TracerSqliteEventLogStorage(SqliteEventLogStorage):
             self._store_asset_event_tags(conn, events, ids)
             for e, event_id in _last_per_asset_and_kind(events, ids):
                 self._store_asset_event(conn, e, event_id)
+
+
+_executions = AssetCheckExecutionsTable.c
+# What Dagster's ``_update_asset_check_evaluation`` sets on the row the check's planned event made
+# (less the partition, which it sets to what the row already has).
+_RECORD_EVALUATION = AssetCheckExecutionsTable.update().where(
+    _executions.asset_key == bindparam("b_asset_key"), _executions.check_name == bindparam("b_check_name"),
+    _executions.run_id == bindparam("b_run_id"), _executions.partition == bindparam("b_partition"),
+).values(
+    execution_status=bindparam("b_status"), evaluation_event=bindparam("b_event"),
+    evaluation_event_timestamp=bindparam("b_timestamp"), evaluation_event_storage_id=bindparam("b_event_id"),
+    materialization_event_storage_id=bindparam("b_materialization_id"))
+
+
+def _planned_execution_counts(conn: Connection, events: Sequence[EventLogEntry]) -> dict[tuple, int]:
+    """How many execution rows each evaluation's (asset key, check, run, partition) has."""
+    evaluations = [e.dagster_event.event_specific_data for e in events]
+    query = select(_executions.asset_key, _executions.check_name, _executions.run_id, _executions.partition,
+                   func.count()).where(and_(
+        _executions.asset_key.in_({v.asset_key.to_string() for v in evaluations}),
+        _executions.check_name.in_({v.check_name for v in evaluations}),
+        _executions.run_id.in_({e.run_id for e in events}),
+    )).group_by(_executions.asset_key, _executions.check_name, _executions.run_id, _executions.partition)
+    return {tuple(row[:4]): row[4] for row in conn.execute(query)}
 
 
 def _last_per_asset_and_kind(events: Sequence[EventLogEntry], ids: Sequence[int]) -> list[tuple[EventLogEntry, int]]:
