@@ -142,9 +142,14 @@ def _mark_current(obj: Context, store: TraceStore, experiment: Experiment) -> No
     fingerprint = experiment_fingerprint(store, experiment, _where(obj, store))
     if fingerprint is not None:
         marker = obj.settings.reports_dir(experiment.name) / CURRENT_FILE
-        partial = marker.with_suffix(".partial")
-        partial.write_text(fingerprint + "\n")
-        partial.replace(marker)
+        partial = marker.with_name(f"{CURRENT_FILE}.{os.getpid()}.partial")
+        try:
+            partial.write_text(fingerprint + "\n")
+            partial.replace(marker)
+        except FileNotFoundError:
+            # Another process replaced the report folder meanwhile: no marker, so the next run of
+            # this config takes the full path (and leaves one).
+            pass
 
 
 def _require_weights(obj: Context, experiment: Experiment) -> None:

@@ -85,3 +85,19 @@ def test_figure_keys_follow_content_not_identity() -> None:
     keys = {figure_key("f", "code", (value,), {}) for value in
             [("1", 2), (1, 2), (True, 2), (1.0, 2), (None, 2), ("1", 3), ("1", 2, None), ("1", (2,))]}
     assert len(keys) == 8
+
+
+def test_reports_written_at_once_into_one_folder_leave_one_whole_report(data, tmp_path) -> None:
+    # Processes running the same experiment each write its report: none fails, and the folder
+    # ends with one complete report and nothing of the others'.
+    from concurrent.futures import ThreadPoolExecutor
+
+    report = _build(data)
+    folder = tmp_path / "reports" / "small"
+    write_report(report, folder)
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: write_report(report, folder), range(8)))
+    assert set(paths) == {folder / "report.md"}
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["small"]
+    assert (folder / "report.md").read_text(encoding="utf-8") == report.markdown
+    assert {p.name for p in folder.rglob("*.png")} == {name.rsplit("/", 1)[-1] for name in report.figures}
