@@ -6,6 +6,7 @@ them apart lets the report be tested on constructed trajectories whose answers a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +15,23 @@ from PIL import Image
 from tracer_pipeline.config import network_label
 from tracer_pipeline.reporting.findings import Finding
 from tracer_pipeline.status import RunStatus
+
+
+@dataclass(frozen=True)
+class ContactImages:
+    """A few of a run's image outputs for a contact sheet, read only when a sheet shows the run
+    (a report shows a handful of runs; decoding every run's images held gigabytes at 10,000
+    runs): the (sequence number, output sha256) of each, which is what identifies them, and
+    ``reader``, which reads them as (sequence number, image) pairs."""
+
+    outputs: tuple[tuple[int, str], ...] = ()
+    reader: Callable[[], tuple[tuple[int, Image.Image], ...]] | None = field(default=None, compare=False, repr=False)
+
+    def __bool__(self) -> bool:
+        return bool(self.outputs)
+
+    def read(self) -> tuple[tuple[int, Image.Image], ...]:
+        return self.reader() if self.reader is not None and self.outputs else ()
 
 
 @dataclass(frozen=True)
@@ -33,9 +51,8 @@ class RunData:
     trajectory_seqs: tuple[int, ...]  # the sequence number of each trajectory row
     reference: np.ndarray | None  # (d,) embedding of the initial prompt or image
     diagram: dict[int, np.ndarray]  # persistence diagram of the whole trajectory: dim -> (k, 2)
-    last_image: Image.Image | None = None
     last_caption: str | None = None
-    images: tuple[tuple[int, Image.Image], ...] = ()  # (sequence number, image), a few, for contact sheets
+    images: ContactImages = ContactImages()  # a few, for contact sheets
 
     factors: dict[str, str] = field(default_factory=dict)  # t2i_model, i2t_model, network, prompt, seed
     embedder_unsuited: str | None = None  # why this embedding model cannot place the run's outputs

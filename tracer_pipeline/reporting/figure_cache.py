@@ -55,6 +55,8 @@ def _feed(digest: Any, value: Any) -> None:
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         digest.update(f"{type(value).__qualname__}{{\0".encode())
         for field in dataclasses.fields(value):
+            if not field.compare:  # not part of its value (e.g. how to read what the rest identifies)
+                continue
             digest.update(f"{field.name}=".encode())
             _feed(digest, getattr(value, field.name))
         digest.update(b"}\0")

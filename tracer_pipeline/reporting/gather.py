@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from tracer_pipeline.config import RunKind, network_label
 from tracer_pipeline.models.base import ModelKind, png_to_image
@@ -13,6 +14,7 @@ from tracer_pipeline.models.suitability import unsuited_reason
 from tracer_pipeline.reporting.data import (
     ClusterData,
     ClusterMedoid,
+    ContactImages,
     ExperimentData,
     FormationData,
     GenerationsData,
@@ -40,28 +42,23 @@ def factors(run: RunRecord) -> dict[str, str]:
 
 def runs_data(store: TraceStore, runs: Sequence[RunRecord], embedding_model: str, order: dict[str, int],
               with_images: set[str]) -> list[RunData]:
-    """The report's view of each of ``runs`` (images only for those in ``with_images``), read in a
-    few queries per table rather than a few per run: at 10,000 runs the per-run queries were most
-    of the report's time."""
+    """The report's view of each of ``runs`` (contact images only for those in ``with_images``, read
+    from the store only when a contact sheet shows the run), read in a few queries per table
+    rather than a few per run: at 10,000 runs the per-run queries were most of the report's time."""
     ids = [run.run_id for run in runs]
     outputs = store.invocation_digests(ids)
     trajectories = store.trajectories(ids, embedding_model)
     references = store.reference_embeddings(ids, embedding_model)
     diagrams = {d.run_id: d.points for d in store.diagrams(ids)
                 if d.embedding_model == embedding_model and d.subset == "all"}
-    shown: dict[str, list[int]] = {}
-    for run_id in (run.run_id for run in runs if run.run_id in with_images):
-        image_seqs = [seq for seq, kind, _, _ in outputs[run_id] if kind == "image"]
-        step = max(1, len(image_seqs) // CONTACT_IMAGES)
-        shown[run_id] = [*image_seqs[::step][:CONTACT_IMAGES], *image_seqs[-1:]]  # the last image too
-    every_png = store.images([(run_id, seq) for run_id, seqs in shown.items() for seq in seqs])
     found = []
     for run in runs:
         invocations = outputs[run.run_id]
-        image_seqs = [seq for seq, kind, _, _ in invocations if kind == "image"]
         texts = [text for _, kind, _, text in invocations if kind == "text"]
-        pngs = {seq: every_png[(run.run_id, seq)] for seq in shown.get(run.run_id, [])}
-        contact = shown.get(run.run_id, [])[:-1]
+        contact: tuple[tuple[int, str], ...] = ()
+        if run.run_id in with_images:
+            images = [(seq, digest) for seq, kind, digest, _ in invocations if kind == "image"]
+            contact = tuple(images[::max(1, len(images) // CONTACT_IMAGES)][:CONTACT_IMAGES])
         seqs, _, vectors = trajectories[run.run_id]
         reference = references.get(run.run_id)
         found.append(RunData(
@@ -72,14 +69,22 @@ def runs_data(store: TraceStore, runs: Sequence[RunRecord], embedding_model: str
             trajectory=vectors, trajectory_seqs=tuple(seqs),
             reference=None if reference is None else reference[1],
             diagram=diagrams.get(run.run_id, {}),
-            last_image=png_to_image(pngs[image_seqs[-1]]) if pngs else None,
             last_caption=texts[-1] if texts else None,
-            images=tuple((seq, png_to_image(pngs[seq])) for seq in contact),
+            images=ContactImages(contact, _image_reader(store, run.run_id, contact)),
             factors=factors(run),
             embedder_unsuited=unsuited_reason(embedding_model, run.network),
             seed_mode=run.seed_mode,
         ))
     return found
+
+
+def _image_reader(store: TraceStore, run_id: str,
+                  outputs: Sequence[tuple[int, str]]) -> Callable[[], tuple[tuple[int, Image.Image], ...]]:
+    """Reads these image outputs of a run, (sequence number, image) in order, when called."""
+    def read() -> tuple[tuple[int, Image.Image], ...]:
+        pngs = store.images([(run_id, seq) for seq, _ in outputs])
+        return tuple((seq, png_to_image(pngs[(run_id, seq)])) for seq, _ in outputs)
+    return read
 
 
 def _ordered(store: TraceStore) -> tuple[list[RunRecord], dict[str, int]]:

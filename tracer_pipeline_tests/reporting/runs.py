@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 from PIL import Image
 
-from tracer_pipeline.reporting.data import ExperimentData, RunData
+from tracer_pipeline.reporting.data import ContactImages, ExperimentData, RunData
 from tracer_pipeline.tda.persistence import persistence_diagram
 
 DIM = 16
@@ -47,9 +47,10 @@ def make_run(
     trajectory = np.asarray(trajectory, dtype=np.float32)
     steps = trajectory.shape[0]
     types = tuple("image" if network[t % len(network)].startswith("T2I") else "text" for t in range(steps))
-    images = ()
+    images = ContactImages()
     if with_images:
-        images = tuple((t, Image.new("RGB", (32, 32), (40 * t % 256, 80, 160))) for t in range(0, steps, 2))[:4]
+        shown = tuple((t, Image.new("RGB", (32, 32), (40 * t % 256, 80, 160))) for t in range(0, steps, 2))[:4]
+        images = ContactImages(tuple((t, f"{run_id}/{t}") for t, _ in shown), lambda: shown)
     return RunData(
         run_id=run_id, network=network, prompt=prompt, seed=seed, status=status,
         stop_reason="fixed point from invocation 0" if status == "stuck" else None, order=order,

@@ -22,9 +22,9 @@ def test_the_same_data_give_the_same_bytes_without_metadata() -> None:
     assert image.format == "PNG" and image.size == (700, 132)
     assert not {"Software", "Creation Time", "date:create"} & set(image.info)
 
-    sheet = plots.contact_sheet_figure([plots.ContactRow("r0", runs[0].images, "a caption " * 40),
-                                        plots.ContactRow("r1", runs[1].images, None)])
-    assert sheet == plots.contact_sheet_figure([plots.ContactRow("r0", runs[0].images, "a caption " * 40),
-                                                plots.ContactRow("r1", runs[1].images, None)])
+    sheet = plots.contact_sheet_figure([plots.ContactRow("r0", runs[0].images.read(), "a caption " * 40),
+                                        plots.ContactRow("r1", runs[1].images.read(), None)])
+    assert sheet == plots.contact_sheet_figure([plots.ContactRow("r0", runs[0].images.read(), "a caption " * 40),
+                                                plots.ContactRow("r1", runs[1].images.read(), None)])
     assert plots.projection_figure(runs[:1]) is not None
     assert plots.projection_figure([make_run("tiny", wander(np.random.default_rng(0), basis(0), 1, 0.4))]) is None

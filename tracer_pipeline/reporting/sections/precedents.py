@@ -110,7 +110,7 @@ def _contact_rows(data: ExperimentData, attractors: Sequence[Row]) -> list[plots
         note = "medoid" if run is medoid else f"member; medoid {short_id(str(attractor['medoid_run_id']))}"
         rows.append(plots.ContactRow(
             f"attractor {attractor['attractor']} ({attractor['size']} runs) — {short_id(run.run_id)} ({note}) · "
-            f"{run.network_name} · seed {run.seed}", run.images,
+            f"{run.network_name} · seed {run.seed}", run.images.read(),
             f"medoid's last caption: {attractor['medoid_last_caption']}" if attractor["medoid_last_caption"]
             else run.last_caption))
         shown.add(run.run_id)
@@ -119,7 +119,8 @@ def _contact_rows(data: ExperimentData, attractors: Sequence[Row]) -> list[plots
         run = next((r for r in data.runs if r.network_name == network and r.images), None)
         if run is not None and len(rows) < CONTACT_ROWS:
             rows.append(plots.ContactRow(f"{short_id(run.run_id)} · {network} · seed {run.seed} · "
-                                         f"{(factor_level(run, 'prompt') or '')[:40]}", run.images, run.last_caption))
+                                         f"{(factor_level(run, 'prompt') or '')[:40]}", run.images.read(),
+                                         run.last_caption))
     return rows
 
 
