@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from tracer_pipeline.config import parse_experiment
+from tracer_pipeline.errors import StoreOpenError
 from tracer_pipeline.exports import export_images
 from tracer_pipeline.models.pool import ModelPool, resolve_load_options
 from tracer_pipeline.store import TraceStore, vector_to_bytes
@@ -129,9 +130,11 @@ def test_a_killed_run_reads_as_interrupted_everywhere_and_its_dagster_run_is_rel
     deadline, stored = time.time() + 120, 0
     while time.time() < deadline and stored < 50:
         time.sleep(0.5)
-        if (data / "tracer.sqlite").exists():
+        try:
             stored = sum(c["invocations"] for c in TraceStore(f"sqlite:///{data / 'tracer.sqlite'}",
                                                                read_only=True).counts().values())
+        except StoreOpenError:  # not there yet, or its tables not yet created by the process
+            continue
     process.send_signal(signal.SIGKILL)
     process.wait()
     [run] = json.loads(tracer("list-runs", "--json", data_dir=data).stdout)
