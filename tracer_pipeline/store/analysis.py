@@ -9,11 +9,9 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.orm import Session
 
 from tracer_pipeline.store.records import AttractorData, ClusterRecord, StoreComparison
 from tracer_pipeline.store.schema import (
@@ -23,21 +21,10 @@ from tracer_pipeline.store.schema import (
     StoreComparisonRow,
     utcnow,
 )
+from tracer_pipeline.store.tables import StoreTables
 
 
-class AnalysisTables:
-    def session(self) -> AbstractContextManager[Session]:
-        """One write transaction (TraceStore's)."""
-        raise NotImplementedError
-
-    def reading(self) -> AbstractContextManager[Session]:
-        """One read transaction (TraceStore's)."""
-        raise NotImplementedError
-
-    def _insert(self, table):
-        """The dialect's insert, with on-conflict clauses (TraceStore's)."""
-        raise NotImplementedError
-
+class AnalysisTables(StoreTables):
     def put_comparison(self, comparison: StoreComparison) -> None:
         buffer = io.BytesIO()
         np.savez(buffer, **{f"H{dim}_{metric}": m for (dim, metric), m in comparison.matrices.items()})

@@ -8,30 +8,17 @@ parameters replace it. :class:`DiagramTables` is mixed into
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
 
 import numpy as np
 from sqlalchemy import bindparam, delete, select
-from sqlalchemy.orm import Session
 
 from tracer_pipeline.store.chunks import chunks
 from tracer_pipeline.store.records import DiagramRecord
 from tracer_pipeline.store.schema import PersistenceDiagramRow, utcnow
+from tracer_pipeline.store.tables import StoreTables
 
 
-class DiagramTables:
-    def session(self) -> AbstractContextManager[Session]:
-        """One write transaction (TraceStore's)."""
-        raise NotImplementedError
-
-    def reading(self) -> AbstractContextManager[Session]:
-        """One read transaction (TraceStore's)."""
-        raise NotImplementedError
-
-    def _insert(self, table):
-        """The dialect's insert, with on-conflict clauses (TraceStore's)."""
-        raise NotImplementedError
-
+class DiagramTables(StoreTables):
     def diagram_keys(self, run_id: str) -> dict[tuple[str, str, str], str]:
         """(embedding model, subset, params hash) -> input sha256 of this run's stored diagrams."""
         return self.diagram_keys_of([run_id])[run_id]

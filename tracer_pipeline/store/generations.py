@@ -9,21 +9,16 @@ an invocation without its generation (a crash between the two) as not computed.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 
 import numpy as np
 from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
 
 from tracer_pipeline.store.records import GenerationRecord
 from tracer_pipeline.store.schema import CrossAccuracyRow, GenerationRow, LabelFrequencyRow
+from tracer_pipeline.store.tables import StoreTables
 
 
-class GenerationTables:
-    def session(self) -> AbstractContextManager[Session]:
-        """One transaction (TraceStore's)."""
-        raise NotImplementedError
-
+class GenerationTables(StoreTables):
     def add_generation(self, record: GenerationRecord) -> None:
         """Store a generation (its invocation must be stored: ``record.invocation_id``) with its
         cross-accuracy pairs and label counts, in one transaction."""

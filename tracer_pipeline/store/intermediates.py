@@ -8,21 +8,16 @@ them, and deleted with it. :class:`IntermediateTables` is mixed into
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from tracer_pipeline.store.records import IntermediateRecord
 from tracer_pipeline.store.schema import IntermediateOutputRow, InvocationRow
+from tracer_pipeline.store.tables import StoreTables
 
 
-class IntermediateTables:
+class IntermediateTables(StoreTables):
     _tables: set[str]
-
-    def reading(self) -> AbstractContextManager[Session]:
-        """One read transaction (TraceStore's)."""
-        raise NotImplementedError
 
     def intermediate_outputs(self, run_ids: Iterable[str]) -> list[IntermediateRecord]:
         """Every intermediate output of these runs' invocations, by run, sequence number and step.

@@ -10,13 +10,11 @@ step computed twice (a retried task, two processes on one store) is stored once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
 from PIL import Image
 from sqlalchemy import delete, func, select, tuple_
-from sqlalchemy.orm import Session
 
 from tracer_pipeline.models.base import ModelFailure, Output, image_to_png, output_digest
 from tracer_pipeline.store.chunks import chunks
@@ -28,6 +26,7 @@ from tracer_pipeline.store.schema import (
     PersistenceDiagramRow,
     RunRow,
 )
+from tracer_pipeline.store.tables import StoreTables
 
 
 def _invocation(row: InvocationRow) -> InvocationRecord:
@@ -71,19 +70,7 @@ def _invocation_values(inv: NewInvocation) -> dict:
     return values
 
 
-class InvocationTables:
-    def session(self) -> AbstractContextManager[Session]:
-        """One write transaction (TraceStore's)."""
-        raise NotImplementedError
-
-    def reading(self) -> AbstractContextManager[Session]:
-        """One read transaction (TraceStore's)."""
-        raise NotImplementedError
-
-    def _insert(self, table):
-        """The dialect's insert, with on-conflict clauses (TraceStore's)."""
-        raise NotImplementedError
-
+class InvocationTables(StoreTables):
     def invocations(self, run_id: str, limit: int | None = None) -> list[InvocationRecord]:
         """A run's invocations in order (the first ``limit`` of them, when given)."""
         return self.invocations_of([run_id], limit)[run_id]

@@ -10,7 +10,6 @@ embeddings, the diagrams of its run, the invocations computed from its output.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -29,17 +28,10 @@ from tracer_pipeline.store.schema import (
     RunLeaseRow,
     RunRow,
 )
+from tracer_pipeline.store.tables import StoreTables
 
 
-class StoreOperations:
-    def session(self) -> AbstractContextManager[Session]:
-        """One write transaction (TraceStore's)."""
-        raise NotImplementedError
-
-    def reading(self) -> AbstractContextManager[Session]:
-        """One read transaction (TraceStore's)."""
-        raise NotImplementedError
-
+class StoreOperations(StoreTables):
     def require_experiment(self, name: str) -> ExperimentRow:
         """The stored experiment ``name`` (TraceStore's)."""
         raise NotImplementedError

@@ -9,14 +9,13 @@ invocation without its round (a crash between the two) as not computed.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from tracer_pipeline.store.records import PreferenceRecord, SteeringRoundRecord
 from tracer_pipeline.store.schema import PreferenceRow, SteeringRoundRow
+from tracer_pipeline.store.tables import StoreTables
 
 
 def _bytes(array: np.ndarray) -> bytes:
@@ -27,16 +26,8 @@ def _array(data: bytes, shape: list[int]) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4").astype(np.float32).reshape(shape)
 
 
-class SteeringTables:
+class SteeringTables(StoreTables):
     _tables: set[str]
-
-    def session(self) -> AbstractContextManager[Session]:
-        """One write transaction (TraceStore's)."""
-        raise NotImplementedError
-
-    def reading(self) -> AbstractContextManager[Session]:
-        """One read transaction (TraceStore's)."""
-        raise NotImplementedError
 
     def add_round(self, record: SteeringRoundRecord) -> None:
         """Store a round (its invocation must be stored: ``record.invocation_id``) with its
