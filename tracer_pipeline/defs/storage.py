@@ -42,8 +42,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 
 from dagster._core.events import ASSET_EVENTS, DagsterEventType
 from dagster._core.events.log import EventLogEntry
@@ -78,28 +79,15 @@ class TracerSqliteEventLogStorage(SqliteEventLogStorage):
         super().__init__(base_dir, inst_data)
 
     def has_table(self, table_name: str) -> bool:
-        if table_name in self._known_tables:
-            return True
-        found = super().has_table(table_name)
-        if found:
-            self._known_tables.add(table_name)
-        return found
+        return _remembered(self._known_tables, table_name, partial(super().has_table, table_name))
 
     def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
-        if column_name in self._known_asset_key_columns:
-            return True
-        found = super()._has_asset_key_col_on_connection(conn, column_name)
-        if found:
-            self._known_asset_key_columns.add(column_name)
-        return found
+        return _remembered(self._known_asset_key_columns, column_name,
+                           partial(super()._has_asset_key_col_on_connection, conn, column_name))
 
     def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
-        if (partitions_def_name, partition_key) in self._known_partitions:
-            return True
-        found = super().has_dynamic_partition(partitions_def_name, partition_key)
-        if found:
-            self._known_partitions.add((partitions_def_name, partition_key))
-        return found
+        return _remembered(self._known_partitions, (partitions_def_name, partition_key),
+                           partial(super().has_dynamic_partition, partitions_def_name, partition_key))
 
     def delete_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> None:
         self._known_partitions.discard((partitions_def_name, partition_key))
@@ -275,6 +263,17 @@ def _planned_execution_counts(conn: Connection, events: Sequence[EventLogEntry])
         _executions.run_id.in_({e.run_id for e in events}),
     )).group_by(_executions.asset_key, _executions.check_name, _executions.run_id, _executions.partition)
     return {tuple(row[:4]): row[4] for row in conn.execute(query)}
+
+
+def _remembered(known: set, key: object, ask: Callable[[], bool]) -> bool:
+    """``ask()``, remembering a yes in ``known``: for what, once there, stays (a table, a column,
+    a partition until it is deleted through this storage)."""
+    if key in known:
+        return True
+    found = ask()
+    if found:
+        known.add(key)
+    return found
 
 
 def _last_per_asset_and_kind(events: Sequence[EventLogEntry], ids: Sequence[int]) -> list[tuple[EventLogEntry, int]]:
