@@ -10,15 +10,15 @@ and is refused.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 
 import numpy as np
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
 
 from tracer_pipeline.errors import StoreError
 from tracer_pipeline.store.chunks import chunks
+from tracer_pipeline.store.records import RunRecord
 from tracer_pipeline.store.schema import EmbeddingRow, InvocationRow, ReferenceEmbeddingRow, utcnow
+from tracer_pipeline.store.tables import StoreTables
 
 
 def vector_to_bytes(vector: np.ndarray) -> bytes:
@@ -29,19 +29,7 @@ def bytes_to_vector(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4")
 
 
-class EmbeddingTables:
-    def session(self) -> AbstractContextManager[Session]:
-        """One write transaction (TraceStore's)."""
-        raise NotImplementedError
-
-    def reading(self) -> AbstractContextManager[Session]:
-        """One read transaction (TraceStore's)."""
-        raise NotImplementedError
-
-    def _insert(self, table):
-        """The dialect's insert, with on-conflict clauses (TraceStore's)."""
-        raise NotImplementedError
-
+class EmbeddingTables(StoreTables):
     def embedding_states(self, run_ids: Sequence[str], embedding_model: str) -> dict[str, dict[int, tuple[str, bool]]]:
         """Per run (every one present), invocation id → (stored model version, whether the vector
         is finite) of its embeddings by this model, in a few queries instead of one per run."""
@@ -135,6 +123,15 @@ class EmbeddingTables:
                     rows[run_id].append((seq, output_type, vector))
         return {run_id: ([r[0] for r in found], [r[1] for r in found], np.stack([bytes_to_vector(r[2]) for r in found]))
                 if found else ([], [], np.zeros((0, 0), dtype=np.float32)) for run_id, found in rows.items()}
+
+    def trajectories_by_model(
+        self, runs: Sequence[RunRecord]
+    ) -> dict[str, dict[str, tuple[list[int], list[str], np.ndarray]]]:
+        """Embedding model → :meth:`trajectories` of those of these runs that it embeds, for every
+        model the runs name."""
+        models = dict.fromkeys(model for run in runs for model in run.embedding_models)
+        return {model: self.trajectories([run.run_id for run in runs if model in run.embedding_models], model)
+                for model in models}
 
     def reference_embeddings(self, run_ids: Sequence[str], embedding_model: str) -> dict[str, tuple[str, np.ndarray]]:
         """:meth:`reference_embedding` of these runs (those that have one), in a few queries."""

@@ -48,8 +48,7 @@ def embedding_problems(store: TraceStore, run_ids: Sequence[str]) -> dict[str, l
     found: dict[str, list[str]] = {}
     outlines = store.invocation_outlines(run_ids)
     runs = store.get_runs(run_ids)
-    trajectories = {model: store.trajectories([r.run_id for r in runs if model in r.embedding_models], model)
-                    for model in dict.fromkeys(m for r in runs for m in r.embedding_models)}
+    trajectories = store.trajectories_by_model(runs)
     for run in runs:
         problems = found[run.run_id] = []
         for model in run.embedding_models:

@@ -61,12 +61,11 @@ def compute_diagrams(store: TraceStore, run_ids: list[str]) -> dict[str, Diagram
     for start in range(0, len(runs), WRITE_EVERY_RUNS):
         batch = runs[start:start + WRITE_EVERY_RUNS]
         stored = store.diagram_keys_of([run.run_id for run in batch])
-        trajectories = {model: store.trajectories([r.run_id for r in batch if model in r.embedding_models], model)
-                        for model in dict.fromkeys(m for r in batch for m in r.embedding_models)}
+        trajectories = store.trajectories_by_model(batch)
         pending: list[DiagramRecord] = []
         for run in batch:
             outcome = outcomes[run.run_id] = DiagramOutcome(run.run_id)
-            _, params_hash = tda_params(run.max_homology_dim)
+            params, params_hash = tda_params(run.max_homology_dim)
             for model in run.embedding_models:
                 seqs, types, vectors = trajectories[model][run.run_id]
                 for subset, (rows, digest) in trajectory_subsets(seqs, types, vectors).items():
@@ -75,15 +74,14 @@ def compute_diagrams(store: TraceStore, run_ids: list[str]) -> dict[str, Diagram
                         outcome.skipped.append(label)
                         continue
                     pending.append(_diagram(run, model, subset, vectors[rows] if rows else vectors[:0],
-                                            digest, outcome))
+                                            params, params_hash, digest, outcome))
                     outcome.computed.append(label)
         _flush(store, pending)
     return outcomes
 
 
-def _diagram(run: RunRecord, model: str, subset: str, points: np.ndarray, digest: str,
-             outcome: DiagramOutcome) -> DiagramRecord:
-    params, params_hash = tda_params(run.max_homology_dim)
+def _diagram(run: RunRecord, model: str, subset: str, points: np.ndarray, params: dict, params_hash: str,
+             digest: str, outcome: DiagramOutcome) -> DiagramRecord:
     started = time.perf_counter()
     diagram = persistence_diagram(points, max_dim=run.max_homology_dim)
     duration = time.perf_counter() - started

@@ -45,6 +45,11 @@ def test_reads_of_many_runs_are_the_one_run_reads(traced):
         hashes = store.content_hashes(ids, what)
         assert hashes == {r: store.content_hash(r, what) for r in ids}
         assert len(set(hashes.values())) == len(ids)  # each run's own content
+    runs = store.get_runs(ids[:3])
+    assert store.trajectories_by_model(runs).keys() == {"DummyEmbed"}
+    by_model = store.trajectories_by_model(runs)["DummyEmbed"]
+    for run_id, (seqs, types, vectors) in store.trajectories(ids[:3], "DummyEmbed").items():
+        assert by_model[run_id][:2] == (seqs, types) and np.array_equal(by_model[run_id][2], vectors)
     states = store.embedding_states(ids, "DummyEmbed")
     assert [len(s) for s in states.values()] == [5, 5, 5, 0]
     assert {state for s in states.values() for state in s.values()} == {(get_model("DummyEmbed").version, True)}
