@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cache
 
 import numpy as np
 from PIL import Image
@@ -80,7 +81,9 @@ def runs_data(store: TraceStore, runs: Sequence[RunRecord], embedding_model: str
 
 def _image_reader(store: TraceStore, run_id: str,
                   outputs: Sequence[tuple[int, str]]) -> Callable[[], tuple[tuple[int, Image.Image], ...]]:
-    """Reads these image outputs of a run, (sequence number, image) in order, when called."""
+    """Reads these image outputs of a run, (sequence number, image) in order, when first called
+    (a run shown for two attractors is read once)."""
+    @cache
     def read() -> tuple[tuple[int, Image.Image], ...]:
         pngs = store.images([(run_id, seq) for seq, _ in outputs])
         return tuple((seq, png_to_image(pngs[(run_id, seq)])) for seq, _ in outputs)
