@@ -15,6 +15,7 @@ from datetime import datetime
 
 from PIL import Image
 from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy.orm import defer
 
 from tracer_pipeline.models.base import ModelFailure, Output, image_to_png, output_digest
 from tracer_pipeline.store.chunks import chunks
@@ -29,10 +30,10 @@ from tracer_pipeline.store.schema import (
 from tracer_pipeline.store.tables import StoreTables
 
 
-def _invocation(row: InvocationRow) -> InvocationRecord:
+def _invocation(row: InvocationRow, image: bool = True) -> InvocationRecord:
     return InvocationRecord(
         row.id, row.run_id, row.sequence_number, row.model, row.model_version,
-        row.input_invocation_id, row.seed, row.output_type, row.output_text, row.output_image,
+        row.input_invocation_id, row.seed, row.output_type, row.output_text, row.output_image if image else None,
         row.output_sha256, row.error, row.started_at, row.completed_at,
     )
 
@@ -75,20 +76,25 @@ class InvocationTables(StoreTables):
         """A run's invocations in order (the first ``limit`` of them, when given)."""
         return self.invocations_of([run_id], limit)[run_id]
 
-    def invocations_of(self, run_ids: Sequence[str], limit: int | None = None) -> dict[str, list[InvocationRecord]]:
+    def invocations_of(self, run_ids: Sequence[str], limit: int | None = None,
+                       images: bool = True) -> dict[str, list[InvocationRecord]]:
         """:meth:`invocations` of each of these runs (every one present), in a few queries instead
-        of one per run; with their outputs, so callers pass a bounded number of runs."""
+        of one per run; with their outputs, so callers pass a bounded number of runs. With
+        ``images`` false, image outputs are not read (``output_image`` is None; their digests are
+        there): what resuming a run needs of its prefix, whose images only :meth:`images` reads."""
         found: dict[str, list[InvocationRecord]] = {run_id: [] for run_id in run_ids}
         with self.reading() as s:
             for chunk in chunks(list(run_ids)):
                 query = select(InvocationRow).where(InvocationRow.run_id.in_(list(chunk)))
+                if not images:
+                    query = query.options(defer(InvocationRow.output_image, raiseload=True))
                 if limit is not None:
                     place = func.row_number().over(partition_by=InvocationRow.run_id,
                                                    order_by=InvocationRow.sequence_number).label("place")
                     first = select(InvocationRow.id, place).where(InvocationRow.run_id.in_(list(chunk))).subquery()
                     query = query.where(InvocationRow.id.in_(select(first.c.id).where(first.c.place <= limit)))
                 for row in s.scalars(query.order_by(InvocationRow.run_id, InvocationRow.sequence_number)):
-                    found[row.run_id].append(_invocation(row))
+                    found[row.run_id].append(_invocation(row, images))
         return found
 
     def invocation_digests(self, run_ids: Sequence[str]) -> dict[str, list[tuple[int, str, str | None, str | None]]]:

@@ -19,7 +19,7 @@ repeat says nothing about what follows, and the run goes on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tracer_pipeline.errors import TracerError
 from tracer_pipeline.models.base import (
@@ -38,6 +38,10 @@ from tracer_pipeline.tracing import progress
 from tracer_pipeline.tracing.seeds import invocation_seed
 
 DEFAULT_BATCH_SIZE = 16
+# Runs of one network advanced together. Lockstep holds each run's latest output and a round's
+# outputs: at 10,000 runs of 512-pixel images, gigabytes; a cohort bounds it and still fills
+# every model call of the default batch size.
+COHORT_RUNS = 256
 
 
 @dataclass(frozen=True)
@@ -97,10 +101,24 @@ def _position(seq: int, length: int) -> int:
     return seq % length
 
 
-def _prepare(store: TraceStore, run: RunRecord, outcome: RunOutcome, updates: list[StatusUpdate]) -> _RunState | None:
+def _prepare_cohort(store: TraceStore, runs: list[RunRecord], outcomes: dict[str, RunOutcome],
+                    updates: list[StatusUpdate]) -> list[_RunState]:
+    """:func:`_prepare` these runs, their stored prefixes read in a few queries without their
+    images; of the runs that resume, only the last output (the next input) is read."""
+    prefixes = store.invocations_of([run.run_id for run in runs], images=False)
+    states = [state for run in runs
+              if (state := _prepare(store, run, prefixes[run.run_id], outcomes[run.run_id], updates)) is not None]
+    resumed = [state for state in states if state.last is not None and state.last.output_type == "image"]
+    images = store.images([(state.run.run_id, state.last.sequence_number) for state in resumed])
+    for state in resumed:
+        state.last = replace(state.last, output_image=images[(state.run.run_id, state.last.sequence_number)])
+    return states
+
+
+def _prepare(store: TraceStore, run: RunRecord, stored: list[InvocationRecord], outcome: RunOutcome,
+             updates: list[StatusUpdate]) -> _RunState | None:
     """Check the stored prefix, drop what is stale or failed, and return where to resume
     (None when there is nothing left to do)."""
-    stored = store.invocations(run.run_id)
     length = len(run.network)
     for inv in stored:
         expected = run.network[_position(inv.sequence_number, length)]
@@ -170,17 +188,19 @@ def _advance(state: _RunState, inv: InvocationRecord, outcome: RunOutcome, updat
         _finish(state, outcome, updates)
 
 
-def _next_network(waiting: list[_RunState], pool: ModelPool) -> list[_RunState]:
-    """Take the runs of the first waiting network out of ``waiting``; tell the pool their models."""
-    if not waiting:
-        return []
-    network = waiting[0].run.network
-    group = [s for s in waiting if s.run.network == network]
-    waiting[:] = [s for s in waiting if s.run.network != network]
+def _cohorts(runs: list[RunRecord], size: int) -> list[list[RunRecord]]:
+    """The runs of each network (in order of first appearance), in groups of at most ``size``."""
+    networks: dict[tuple[str, ...], list[RunRecord]] = {}
+    for run in runs:
+        networks.setdefault(tuple(run.network), []).append(run)
+    return [group[start : start + size] for group in networks.values() for start in range(0, len(group), size)]
+
+
+def _prepare_pool(active: list[_RunState], pool: ModelPool) -> None:
+    """Tell the pool the models of a cohort (one network's runs), so that it can free others."""
     entries = {model_key(name, s.run.model_params(i)): (name, s.run.model_params(i))
-               for s in group for i, name in enumerate(network)}
+               for s in active for i, name in enumerate(s.run.network)}
     pool.prepare([name for name, _ in entries.values()], [params for _, params in entries.values()])
-    return group
 
 
 def run_invocations(
@@ -189,67 +209,79 @@ def run_invocations(
     run_ids: list[str],
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_invocation: Callable[[InvocationRecord], None] | None = None,
+    cohort_runs: int = COHORT_RUNS,
 ) -> dict[str, RunOutcome]:
     """Bring every run up to its target length (or until it is stuck or fails).
 
-    Each lockstep round (at most one invocation per run) is committed in one transaction as soon
-    as its model calls return, so a crash loses at most each run's invocation in flight and a
-    rerun resumes from what is stored.
+    The runs of a network advance in lockstep in cohorts of at most ``cohort_runs``: what is held
+    (each run's latest output, a round's outputs) is bounded by the cohort, whatever the grid's
+    size. Each lockstep round (at most one invocation per run of the cohort) is committed in one
+    transaction as soon as its model calls return, so a crash loses at most each run's invocation
+    in flight and a rerun resumes from what is stored.
     """
     runs = store.get_runs(run_ids)
     missing = set(run_ids) - {r.run_id for r in runs}
     if missing:
         store.get_run(sorted(missing)[0])  # raises the clear "not registered" error
     outcomes = {run_id: RunOutcome(run_id) for run_id in run_ids}
-    updates: list[StatusUpdate] = []
-    waiting: list[_RunState] = []
-    for run in runs:
-        state = _prepare(store, run, outcomes[run.run_id], updates)
-        if state is not None:
-            updates.append((run.run_id, RunStatus.RUNNING, None, None))
-            waiting.append(state)
-    store.set_run_statuses(updates)
-
-    # One network's runs at a time, so that the pool can free what the next network does not use.
-    active: list[_RunState] = []
-    while active or (active := _next_network(waiting, pool)):
-        updates = []
-        by_model: dict[str, list[_RunState]] = {}
-        for state in active:  # one group per model and options
-            by_model.setdefault(model_key(state.model, state.params), []).append(state)
-        for key in sorted(by_model):
-            group = by_model[key]
-            spec = get_model(group[0].model)
-            try:
-                model = pool.get(spec.name, group[0].params)
-            except TracerError as exc:  # e.g. weights absent: every run needing it fails
-                for state in group:
-                    _fail(state, outcomes[state.run.run_id], f"{spec.name}: {exc}", updates)
-                continue
-            assert isinstance(model, GenerativeModel)
-            new: list[NewInvocation] = []
-            for start in range(0, len(group), batch_size):
-                batch = group[start : start + batch_size]
-                started = utcnow()
-                seeds = [invocation_seed(s.run, s.next_seq) for s in batch]
-                outputs = batch_then_items(model.generate, [s.last_output for s in batch], seeds, policy=pool.policy)
-                completed = utcnow()
-                new += [NewInvocation(s.run.run_id, s.next_seq, spec.name, spec.version, s.last and s.last.id,
-                                      seed, output.image if isinstance(output, FormedImage) else output,
-                                      started, completed,
-                                      output.steps if isinstance(output, FormedImage) else ())
-                        for s, output, seed in zip(batch, outputs, seeds, strict=True)]
-            for state, inv in zip(group, store.add_invocations(new), strict=True):
-                if on_invocation:
-                    on_invocation(inv)
-                _advance(state, inv, outcomes[state.run.run_id], updates)
-            progress.report("invocations", len(new))
+    for cohort in _cohorts(runs, cohort_runs):
+        updates: list[StatusUpdate] = []
+        active = _prepare_cohort(store, cohort, outcomes, updates)
+        updates += [(state.run.run_id, RunStatus.RUNNING, None, None) for state in active]
         store.set_run_statuses(updates)
-        for state in active:
-            if state.next_seq < 0:
-                _report_finished(state, outcomes[state.run.run_id])
-        active = [s for s in active if s.next_seq >= 0]
+        if active:
+            _prepare_pool(active, pool)
+        while active:
+            active = _round(store, pool, active, outcomes, batch_size, on_invocation)
     return outcomes
+
+
+def _round(
+    store: TraceStore,
+    pool: ModelPool,
+    active: list[_RunState],
+    outcomes: dict[str, RunOutcome],
+    batch_size: int,
+    on_invocation: Callable[[InvocationRecord], None] | None,
+) -> list[_RunState]:
+    """One lockstep round: the next invocation of every active run, stored in one transaction per
+    model as soon as its calls return. Returns the runs still active."""
+    updates: list[StatusUpdate] = []
+    by_model: dict[str, list[_RunState]] = {}
+    for state in active:  # one group per model and options
+        by_model.setdefault(model_key(state.model, state.params), []).append(state)
+    for key in sorted(by_model):
+        group = by_model[key]
+        spec = get_model(group[0].model)
+        try:
+            model = pool.get(spec.name, group[0].params)
+        except TracerError as exc:  # e.g. weights absent: every run needing it fails
+            for state in group:
+                _fail(state, outcomes[state.run.run_id], f"{spec.name}: {exc}", updates)
+            continue
+        assert isinstance(model, GenerativeModel)
+        new: list[NewInvocation] = []
+        for start in range(0, len(group), batch_size):
+            batch = group[start : start + batch_size]
+            started = utcnow()
+            seeds = [invocation_seed(s.run, s.next_seq) for s in batch]
+            outputs = batch_then_items(model.generate, [s.last_output for s in batch], seeds, policy=pool.policy)
+            completed = utcnow()
+            new += [NewInvocation(s.run.run_id, s.next_seq, spec.name, spec.version, s.last and s.last.id,
+                                  seed, output.image if isinstance(output, FormedImage) else output,
+                                  started, completed,
+                                  output.steps if isinstance(output, FormedImage) else ())
+                    for s, output, seed in zip(batch, outputs, seeds, strict=True)]
+        for state, inv in zip(group, store.add_invocations(new), strict=True):
+            if on_invocation:
+                on_invocation(inv)
+            _advance(state, inv, outcomes[state.run.run_id], updates)
+        progress.report("invocations", len(new))
+    store.set_run_statuses(updates)
+    for state in active:
+        if state.next_seq < 0:
+            _report_finished(state, outcomes[state.run.run_id])
+    return [s for s in active if s.next_seq >= 0]
 
 
 def _report_finished(state: _RunState, outcome: RunOutcome) -> None:

@@ -1,6 +1,8 @@
 """The store's reads of many runs at once answer what its one-run reads answer, run by run, and
 what the embedding step computes from them is what it computed one run at a time."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from sqlalchemy import update
@@ -39,6 +41,10 @@ def test_reads_of_many_runs_are_the_one_run_reads(traced):
     for limit in (None, 3):
         assert store.invocations_of(ids, limit) == {r: store.invocations(r, limit) for r in ids}
     assert [len(v) for v in store.invocations_of(ids, 3).values()] == [3, 3, 3, 0]
+    without = store.invocations_of(ids, images=False)
+    with_images = store.invocations_of(ids)
+    assert {r: [dataclasses.replace(i, output_image=None) for i in v] for r, v in with_images.items()} == without
+    assert any(i.output_image for v in with_images.values() for i in v)
     assert store.diagram_keys_of(ids) == {r: store.diagram_keys(r) for r in ids}
     assert len(store.diagram_keys_of(ids)[ids[0]]) == 3  # all, text, image
     for what in ("runs", "invocations", "embeddings", "diagrams"):

@@ -51,6 +51,39 @@ def test_lockstep_batches_give_the_same_outputs_as_one_run_at_a_time(tmp_path, p
     assert all(len(d) == 8 for d in digests(batched, ids).values())
 
 
+def test_cohorts_of_runs_give_the_same_outputs_as_all_runs_at_once(tmp_path, pool):
+    experiment = parse_experiment(CONFIG, "x")
+    whole, cohorts = make_store(tmp_path, "whole"), make_store(tmp_path, "cohorts")
+    ids = whole.register_experiment(experiment)
+    cohorts.register_experiment(experiment)
+    calls: list[int] = []
+    model = pool.get("DummyI2T")
+    original = model.generate
+    model.generate = lambda inputs, seeds: calls.append(len(inputs)) or original(inputs, seeds)
+    run_invocations(whole, pool, ids)
+    run_invocations(cohorts, pool, ids, cohort_runs=4)
+    assert digests(whole, ids) == digests(cohorts, ids)
+    assert 6 in calls and max(calls[calls.index(4) :]) == 4  # a network's 6 runs as cohorts of 4 and 2
+    assert {r.status for r in cohorts.get_runs(ids)} == {"complete"}
+
+
+def test_a_resumed_run_reads_only_its_last_image_of_the_stored_prefix(tmp_path, pool, monkeypatch):
+    store = make_store(tmp_path)
+    ids = store.register_experiment(parse_experiment({**CONFIG, "max_length": 5}, "x"))
+    run_invocations(store, pool, ids)
+    store.register_experiment(parse_experiment({**CONFIG, "name": "longer", "max_length": 7}, "y"))
+    read: list[tuple[str, int]] = []
+    images = store.images
+    monkeypatch.setattr(store, "images", lambda outputs: read.extend(outputs) or images(outputs))
+    run_invocations(store, pool, ids)
+    # Invocation 4 (the fifth, of DummyT2I) is each run's last image, the input of the sixth.
+    assert sorted(read) == sorted((run_id, 4) for run_id in ids)
+    resumed = make_store(tmp_path, "in-one-go")
+    resumed.register_experiment(parse_experiment({**CONFIG, "max_length": 7}, "x"))
+    run_invocations(resumed, pool, ids)
+    assert digests(store, ids) == digests(resumed, ids)
+
+
 def test_a_repeating_run_stops_at_its_fixed_point_unless_asked_to_continue(tmp_path, pool):
     store = make_store(tmp_path)
     config = {**CONFIG, "networks": [["DummyT2I", "DummyI2T2"]], "seeds": [1], "prompts": ["a red balloon"],
