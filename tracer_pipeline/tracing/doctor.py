@@ -19,6 +19,7 @@ from tracer_pipeline.store import TraceStore
 from tracer_pipeline.tracing.diagrams import tda_params, trajectory_subsets
 
 SHOWN = 5  # sequence numbers named in one problem's line
+RUNS_PER_READ = 256  # runs whose diagrams and trajectories are read together
 
 
 @dataclass(frozen=True)
@@ -101,32 +102,52 @@ def orphans(store: TraceStore) -> list[Problem]:
 
 def stale_diagrams(store: TraceStore) -> list[Problem]:
     """A diagram must have been computed from the embeddings stored now: its recorded input
-    digest is that of the current trajectory."""
+    digest is that of the current trajectory. Runs are read in groups of :data:`RUNS_PER_READ`."""
     problems = []
-    for run in store.get_runs():
-        stored = store.diagram_keys(run.run_id)
-        if not stored:
-            continue
-        _, params_hash = tda_params(run.max_homology_dim)
-        by_model = {model for model, _, _ in stored}
-        current: dict[tuple[str, str], str] = {}
-        for model in by_model:
-            try:
-                trajectory = store.trajectory(run.run_id, model)
-            except ValueError:  # vectors of different lengths: bad_vectors names them, and its repair these diagrams
-                continue
-            for subset, (_, digest) in trajectory_subsets(*trajectory).items():
-                current[(model, subset)] = digest
-        for (model, subset, stored_params), digest in sorted(stored.items()):
-            readable = any(m == model for m, _ in current)
-            if stored_params == params_hash and readable and current.get((model, subset)) != digest:
+    runs = store.get_runs()
+    for start in range(0, len(runs), RUNS_PER_READ):
+        group = runs[start : start + RUNS_PER_READ]
+        stored_of = store.diagram_keys_of([run.run_id for run in group])
+        current = _current_digests(store, stored_of)
+        for run in group:
+            _, params_hash = tda_params(run.max_homology_dim)
+            for (model, subset, stored_params), digest in sorted(stored_of[run.run_id].items()):
+                readable = (run.run_id, model) in current
+                if stored_params == params_hash and readable and current[(run.run_id, model)].get(subset) != digest:
 
-                def repair(s: TraceStore, run_id: str = run.run_id, model: str = model, subset: str = subset) -> None:
-                    s.delete_diagram(run_id, model, subset)
+                    def repair(s: TraceStore, run_id: str = run.run_id, model: str = model,
+                               subset: str = subset) -> None:
+                        s.delete_diagram(run_id, model, subset)
 
-                problems.append(Problem("diagram of changed inputs", run.run_id,
-                                        f"{model}/{subset} was computed from embeddings no longer stored", repair))
+                    problems.append(Problem("diagram of changed inputs", run.run_id,
+                                            f"{model}/{subset} was computed from embeddings no longer stored", repair))
     return problems
+
+
+def _current_digests(store: TraceStore, stored_of: dict[str, dict[tuple[str, str, str], str]]
+                     ) -> dict[tuple[str, str], dict[str, str]]:
+    """(run id, embedding model) → subset → digest of the trajectory stored now, for each model
+    a run has diagrams of; none for a run whose vectors are of different lengths (bad_vectors
+    names them, and its repair these diagrams)."""
+    runs_of: dict[str, list[str]] = {}
+    for run_id, stored in stored_of.items():
+        for model in dict.fromkeys(model for model, _, _ in stored):
+            runs_of.setdefault(model, []).append(run_id)
+    current: dict[tuple[str, str], dict[str, str]] = {}
+    for model, run_ids in runs_of.items():
+        try:
+            trajectories = store.trajectories(run_ids, model)
+        except ValueError:  # some run's vectors do not stack: read the runs one by one
+            trajectories = {}
+            for run_id in run_ids:
+                try:
+                    trajectories[run_id] = store.trajectory(run_id, model)
+                except ValueError:
+                    continue
+        for run_id, trajectory in trajectories.items():
+            subsets = trajectory_subsets(*trajectory)
+            current[(run_id, model)] = {subset: digest for subset, (_, digest) in subsets.items()}
+    return current
 
 
 def interrupted_runs(store: TraceStore) -> list[Problem]:
