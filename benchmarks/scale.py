@@ -3,13 +3,15 @@
     python benchmarks/scale.py                    # 10, 100, 1,000 runs × 20 (dummy), 20 × 1,000, SceneWorld 10 × 50
     python benchmarks/scale.py --runs 10 100 1000 10000
     python benchmarks/scale.py --only sceneworld
+    python benchmarks/scale.py --only sceneworld --sceneworld-lengths 50 200 800
 
 Each case is a fresh data directory and a fresh `trajectory-tracer run-experiment` process
 (start-up, Dagster bookkeeping and the report included), then the same command again (everything
 stored). Reported: wall time, CPU time (user + system of the process and its children), peak
 resident memory, Dagster event-log bytes per run partition, and `list-runs` on the final store.
-SceneWorld 10 × 50 is compared with a plain loop over the same model objects in a fresh process
-(models, embeddings and persistence diagrams, nothing stored), whose outputs are checked equal.
+SceneWorld 10 × 50 (10 × each of ``--sceneworld-lengths``) is compared with a plain loop over the
+same model objects in a fresh process (models, embeddings and persistence diagrams, nothing
+stored), whose outputs are checked equal.
 The machine is shared: compare the ratios, measured minutes apart, not the absolute times.
 """
 
@@ -101,7 +103,7 @@ print(json.dumps(digests))
 
 
 def sceneworld_against_plain_loop(root: Path, runs: int, length: int) -> dict:
-    config = {"name": "sceneworld", **SCENEWORLD, "seeds": list(range(runs // len(SCENEWORLD["prompts"]))),
+    config = {"name": f"sceneworld{length}", **SCENEWORLD, "seeds": list(range(runs // len(SCENEWORLD["prompts"]))),
               "max_length": length, "stop_when_stuck": False}
     pipeline = run_case(root, config)
     env = {**os.environ}
@@ -109,7 +111,7 @@ def sceneworld_against_plain_loop(root: Path, runs: int, length: int) -> dict:
     loop_digests = json.loads(output.strip().splitlines()[-1])
     from tracer_pipeline.store import TraceStore
 
-    store = TraceStore(f"sqlite:///{root / 'sceneworld' / 'tracer.sqlite'}")
+    store = TraceStore(f"sqlite:///{root / config['name'] / 'tracer.sqlite'}")
     stored = {f"{r.prompt}|{r.seed}": [i.output_sha256 for i in store.invocations(r.run_id)] for r in store.get_runs()}
     return {**pipeline, "plain": plain, "same_outputs": stored == loop_digests}
 
@@ -119,6 +121,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--only", choices=["grid", "long", "sceneworld"], nargs="+",
                         default=["grid", "long", "sceneworld"])
+    parser.add_argument("--sceneworld-lengths", type=int, nargs="+", default=[50],
+                        help="invocations per SceneWorld run, one case of 10 runs each")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="tracer-scale-"))
     print(f"load average before: {os.getloadavg()[0]:.1f}; data in {root}\n")
@@ -137,12 +141,14 @@ def main() -> None:
               f"| {r['again'].wall_s / r['first'].wall_s:.2f} | {r['event_bytes_per_partition']:.0f} "
               f"| {r['list_runs'].wall_s:.2f} |")
     if "sceneworld" in args.only:
-        s = sceneworld_against_plain_loop(root, 10, 50)
-        print(f"\nSceneWorld 10 × 50 (SceneT2I → SceneI2TSampled, SceneCLIP): run-experiment "
-              f"{s['first'].wall_s:.1f} s wall / {s['first'].cpu_s:.1f} s CPU; plain loop {s['plain'].wall_s:.1f} s "
-              f"wall / {s['plain'].cpu_s:.1f} s CPU; ratio {s['first'].wall_s / s['plain'].wall_s:.2f} (wall), "
-              f"{s['first'].cpu_s / s['plain'].cpu_s:.2f} (CPU); same outputs: {s['same_outputs']}; "
-              f"again (all stored) {s['again'].wall_s:.1f} s")
+        for length in args.sceneworld_lengths:
+            s = sceneworld_against_plain_loop(root, 10, length)
+            first, plain = s["first"], s["plain"]
+            print(f"\nSceneWorld 10 × {length} (SceneT2I → SceneI2TSampled, SceneCLIP): run-experiment "
+                  f"{first.wall_s:.1f} s wall / {first.cpu_s:.1f} s CPU; plain loop {plain.wall_s:.1f} s "
+                  f"wall / {plain.cpu_s:.1f} s CPU; ratio {first.wall_s / plain.wall_s:.2f} (wall), "
+                  f"{first.cpu_s / plain.cpu_s:.2f} (CPU); difference {first.wall_s - plain.wall_s:.1f} s "
+                  f"(wall); same outputs: {s['same_outputs']}; again (all stored) {s['again'].wall_s:.1f} s")
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -4,6 +4,7 @@ does not need, within a memory budget; empty captions as outputs."""
 import dataclasses
 import logging
 import os
+import threading
 import time
 import weakref
 
@@ -45,6 +46,27 @@ def test_a_call_that_does_not_answer_in_time_is_a_failure_not_a_hang():
                                policy=CallPolicy(timeout_s=0.5, retries=2))
     assert time.perf_counter() - started < 20
     assert [r.error_type for r in results] == ["ModelTimeoutError", "ModelTimeoutError"]
+
+
+def test_calls_share_one_thread_and_a_call_after_a_timeout_gets_a_new_one():
+    def where(items):
+        return [threading.current_thread() for _ in items]
+
+    policy = CallPolicy(timeout_s=60, retries=0)
+    first, second = (batch_then_items(where, ["a", "b"], policy=policy)[0] for _ in range(2))
+    assert first is second and first is not threading.current_thread()
+    stuck = threading.Event()
+    [failure] = batch_then_items(lambda items: stuck.wait(60) and items, ["a"],
+                                 policy=CallPolicy(timeout_s=0.2, retries=0))
+    assert failure.error_type == "ModelTimeoutError"
+    [after] = batch_then_items(where, ["a"], policy=policy)  # not queued behind the stuck call
+    assert after is not first and after.is_alive() and first.is_alive()
+    stuck.set()
+    seen = []
+    worker = threading.Thread(target=lambda: seen.extend(batch_then_items(where, ["a"], policy=policy)))
+    worker.start()
+    worker.join()
+    assert seen[0] not in (first, after)  # each calling thread has its own
 
 
 def test_the_pool_frees_what_the_next_network_does_not_need_within_its_budget(tmp_path):
