@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from PIL import Image
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import ColumnElement, and_, delete, func, select
 from sqlalchemy.orm import defer
 
 from tracer_pipeline.models.base import ModelFailure, Output, image_to_png, output_digest
@@ -71,6 +71,24 @@ def _invocation_values(inv: NewInvocation) -> dict:
     return values
 
 
+def _at(outputs: Sequence[tuple[str, int]]) -> list[ColumnElement[bool]]:
+    """Conditions, one per query, that together select exactly these (run id, sequence number)
+    outputs, each by the unique index on the pair: grouped by sequence number (a lockstep round's
+    outputs share one) or by run, whichever makes fewer groups. A row-value ``IN`` of the pairs
+    was a scan of the whole table on SQLite (3.3 ms against 0.2 ms for ten outputs of an
+    8,000-invocation store, and growing with it)."""
+    by_seq: dict[int, list[str]] = {}
+    by_run: dict[str, list[int]] = {}
+    for run_id, seq in outputs:
+        by_seq.setdefault(seq, []).append(run_id)
+        by_run.setdefault(run_id, []).append(seq)
+    if len(by_seq) <= len(by_run):
+        return [and_(InvocationRow.sequence_number == seq, InvocationRow.run_id.in_(list(chunk)))
+                for seq, run_ids in by_seq.items() for chunk in chunks(run_ids)]
+    return [and_(InvocationRow.run_id == run_id, InvocationRow.sequence_number.in_(list(chunk)))
+            for run_id, seqs in by_run.items() for chunk in chunks(seqs)]
+
+
 class InvocationTables(StoreTables):
     def invocations(self, run_id: str, limit: int | None = None) -> list[InvocationRecord]:
         """A run's invocations in order (the first ``limit`` of them, when given)."""
@@ -116,11 +134,10 @@ class InvocationTables(StoreTables):
         """(run id, sequence number) → PNG bytes of these image outputs, in a few queries."""
         found = {}
         with self.reading() as s:
-            for chunk in chunks(list(outputs)):
+            for where in _at(outputs):
                 found |= {(run_id, seq): image for run_id, seq, image in s.execute(
                     select(InvocationRow.run_id, InvocationRow.sequence_number, InvocationRow.output_image).where(
-                        tuple_(InvocationRow.run_id, InvocationRow.sequence_number).in_(chunk),
-                        InvocationRow.output_image.is_not(None)))}
+                        where, InvocationRow.output_image.is_not(None)))}
         return found
 
     def invocation_outlines(
@@ -176,9 +193,8 @@ class InvocationTables(StoreTables):
             s.execute(self._insert(InvocationRow).on_conflict_do_nothing(
                 index_elements=["run_id", "sequence_number"]), rows)
             stored = {}
-            for chunk in chunks(keys):
-                stored |= {(r.run_id, r.sequence_number): r for r in s.scalars(select(InvocationRow).where(
-                    tuple_(InvocationRow.run_id, InvocationRow.sequence_number).in_(chunk)))}
+            for where in _at(keys):
+                stored |= {(r.run_id, r.sequence_number): r for r in s.scalars(select(InvocationRow).where(where))}
             frames = [dict(invocation_id=stored[key].id, step=step, image=image_to_png(image))
                       for key, inv in zip(keys, invocations, strict=True) for step, image in inv.intermediates]
             if frames:

@@ -45,6 +45,9 @@ def test_reads_of_many_runs_are_the_one_run_reads(traced):
     with_images = store.invocations_of(ids)
     assert {r: [dataclasses.replace(i, output_image=None) for i in v] for r, v in with_images.items()} == without
     assert any(i.output_image for v in with_images.values() for i in v)
+    images = {(r, i.sequence_number): i.output_image for r, v in with_images.items() for i in v if i.output_image}
+    for asked in ([(r, 2) for r in ids], [(ids[0], 0), (ids[0], 1), (ids[0], 4), (ids[1], 2)]):  # by step, by run
+        assert store.images(asked) == {key: images[key] for key in asked if key in images}
     assert store.diagram_keys_of(ids) == {r: store.diagram_keys(r) for r in ids}
     assert len(store.diagram_keys_of(ids)[ids[0]]) == 3  # all, text, image
     for what in ("runs", "invocations", "embeddings", "diagrams"):
