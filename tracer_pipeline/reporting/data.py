@@ -57,6 +57,8 @@ class RunData:
     factors: dict[str, str] = field(default_factory=dict)  # t2i_model, i2t_model, network, prompt, seed
     embedder_unsuited: str | None = None  # why this embedding model cannot place the run's outputs
     seed_mode: str = "fixed"
+    # the total H1 persistence of its shuffled-increments surrogate, as stored with the diagram
+    surrogate_h1_total_persistence: float | None = None
 
     @property
     def network_name(self) -> str:

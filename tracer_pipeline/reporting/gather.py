@@ -25,6 +25,7 @@ from tracer_pipeline.reporting.data import (
 from tracer_pipeline.status import RunStatus
 from tracer_pipeline.store import RunRecord, TraceStore
 from tracer_pipeline.tracing.clusters import MIN_CLUSTER_SIZE
+from tracer_pipeline.tracing.diagrams import SURROGATE_KEY
 
 CONTACT_IMAGES = 8
 
@@ -50,8 +51,7 @@ def runs_data(store: TraceStore, runs: Sequence[RunRecord], embedding_model: str
     outputs = store.invocation_digests(ids)
     trajectories = store.trajectories(ids, embedding_model)
     references = store.reference_embeddings(ids, embedding_model)
-    diagrams = {d.run_id: d.points for d in store.diagrams(ids)
-                if d.embedding_model == embedding_model and d.subset == "all"}
+    diagrams = {d.run_id: d for d in store.diagrams(ids) if d.embedding_model == embedding_model and d.subset == "all"}
     found = []
     for run in runs:
         invocations = outputs[run.run_id]
@@ -69,7 +69,9 @@ def runs_data(store: TraceStore, runs: Sequence[RunRecord], embedding_model: str
             output_hashes=tuple(digest for _, _, digest, _ in invocations),
             trajectory=vectors, trajectory_seqs=tuple(seqs),
             reference=None if reference is None else reference[1],
-            diagram=diagrams.get(run.run_id, {}),
+            diagram=diagrams[run.run_id].points if run.run_id in diagrams else {},
+            surrogate_h1_total_persistence=diagrams[run.run_id].summary.get(SURROGATE_KEY)
+            if run.run_id in diagrams else None,
             last_caption=texts[-1] if texts else None,
             images=ContactImages(contact, _image_reader(store, run.run_id, contact)),
             factors=factors(run),

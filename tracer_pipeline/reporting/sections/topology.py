@@ -3,14 +3,13 @@ this experiment's runs be compared at all, and do their loops beat a random walk
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from tracer_pipeline.analysis.diagram_distances import diagram_distance_matrix
-from tracer_pipeline.analysis.surrogates import shuffled_increments
+from tracer_pipeline.analysis.surrogates import surrogate_total_persistence
 from tracer_pipeline.reporting.compare import diagram_hash, pair_sample
 from tracer_pipeline.reporting.data import RunData
 from tracer_pipeline.reporting.findings import (
@@ -25,11 +24,6 @@ from tracer_pipeline.reporting.findings import (
 from tracer_pipeline.reporting.measures import trajectory_rows
 from tracer_pipeline.reporting.sections.format import median, num, plural
 from tracer_pipeline.store import StoreComparison
-from tracer_pipeline.tda.persistence import persistence_diagram
-
-# Surrogate diagrams cost a Rips computation each: runs longer than this are left out of the
-# baseline (full Rips above ~2,000 points takes minutes).
-MAX_SURROGATE_POINTS = 1000
 
 
 @dataclass(frozen=True)
@@ -59,15 +53,12 @@ def h1_wasserstein(runs: Sequence[RunData], comparison: StoreComparison | None) 
     return diagram_distance_matrix([_finite_h1(r) for r in runs], "wasserstein")
 
 
-def surrogate_total_persistence(run: RunData) -> float | None:
-    """Total H1 persistence of the run's shuffled-increments surrogate
-    (``analysis.surrogates.shuffled_increments``, seeded by the run id so reports repeat)."""
-    rows = trajectory_rows(run)
-    if rows.shape[0] < 3 or rows.shape[0] > MAX_SURROGATE_POINTS:
-        return None
-    rng = np.random.default_rng(int(hashlib.sha256(run.run_id.encode()).hexdigest()[:16], 16))
-    bars = persistence_diagram(shuffled_increments(rows, rng), max_dim=1)[1]
-    return float(np.sum(bars[:, 1] - bars[:, 0]))
+def surrogate_persistence(run: RunData) -> float | None:
+    """Total H1 persistence of the run's shuffled-increments surrogate: the one stored with its
+    diagram, else (a diagram stored before surrogates were) computed here."""
+    if run.surrogate_h1_total_persistence is not None:
+        return run.surrogate_h1_total_persistence
+    return surrogate_total_persistence(run.run_id, trajectory_rows(run))
 
 
 def diagram_distances(runs: Sequence[RunData], comparison: StoreComparison | None) -> DiagramDistances:
@@ -85,7 +76,7 @@ def diagram_distances(runs: Sequence[RunData], comparison: StoreComparison | Non
     matrix = h1_wasserstein(with_diagram, comparison) if len(with_diagram) >= 2 else None
     pairs = matrix[np.triu_indices(len(with_diagram), k=1)] if matrix is not None else np.zeros(0)
     totals = [float(np.sum(np.diff(_finite_h1(r), axis=1))) for r in with_h1]
-    surrogates = {r.run_id: surrogate_total_persistence(r) for r in with_h1}
+    surrogates = {r.run_id: surrogate_persistence(r) for r in with_h1}
     compared = [(total, surrogates[r.run_id]) for r, total in zip(with_h1, totals, strict=True)
                 if surrogates[r.run_id] is not None]
     figures = {
