@@ -3,6 +3,7 @@
     python benchmarks/scale.py                    # 10, 100, 1,000 runs × 20 (dummy), 20 × 1,000, SceneWorld 10 × 50
     python benchmarks/scale.py --runs 10 100 1000 10000
     python benchmarks/scale.py --only sceneworld
+    python benchmarks/scale.py --only long --more-seeds
     python benchmarks/scale.py --only sceneworld --sceneworld-lengths 50 200 800
 
 Each case is a fresh data directory and a fresh `trajectory-tracer run-experiment` process
@@ -62,7 +63,7 @@ def dummy_config(name: str, runs: int, length: int) -> dict:
             "max_length": length, "stop_when_stuck": False}
 
 
-def run_case(root: Path, config: dict) -> dict:
+def run_case(root: Path, config: dict, more_seeds: bool = False) -> dict:
     data = root / config["name"]
     path = root / f"{config['name']}.json"
     path.write_text(json.dumps(config))
@@ -74,8 +75,12 @@ def run_case(root: Path, config: dict) -> dict:
     again, output = measured([*cli, "run-experiment", str(path)], env)
     listing, _ = measured([*cli, "list-runs"], env)
     runs = len(config["seeds"]) * len(config["prompts"]) * len(config["networks"])
-    return {"case": config["name"], "runs": runs, "first": first, "again": again, "list_runs": listing,
-            "event_bytes_per_partition": events / runs, "summary": output.strip().splitlines()[-2]}
+    result = {"case": config["name"], "runs": runs, "first": first, "again": again, "list_runs": listing,
+              "event_bytes_per_partition": events / runs, "summary": output.strip().splitlines()[-2]}
+    if more_seeds:  # a backfill: one new seed in the config, its runs computed and the report redone
+        path.write_text(json.dumps({**config, "seeds": [*config["seeds"], max(config["seeds"]) + 1]}))
+        result["one_more_seed"], _ = measured([*cli, "run-experiment", str(path)], env)
+    return result
 
 
 PLAIN_LOOP = """
@@ -121,6 +126,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--only", choices=["grid", "long", "sceneworld"], nargs="+",
                         default=["grid", "long", "sceneworld"])
+    parser.add_argument("--more-seeds", action="store_true",
+                        help="20 × 1,000: then one more seed in its config (a backfill), timed")
     parser.add_argument("--sceneworld-lengths", type=int, nargs="+", default=[50],
                         help="invocations per SceneWorld run, one case of 10 runs each")
     args = parser.parse_args()
@@ -130,7 +137,7 @@ def main() -> None:
     if "grid" in args.only:
         rows += [run_case(root, dummy_config(f"grid{n}", n, 20)) for n in args.runs]
     if "long" in args.only:
-        rows.append(run_case(root, dummy_config("long20", 20, 1000)))
+        rows.append(run_case(root, dummy_config("long20", 20, 1000), more_seeds=args.more_seeds))
     print("| case | runs × invocations | first: wall / CPU s | peak MiB | per run (CPU ms) "
           "| again (all stored): wall s | again / first | event log bytes per partition | list-runs wall s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -140,6 +147,9 @@ def main() -> None:
               f"| {r['first'].peak_mib:.0f} | {1000 * r['first'].cpu_s / r['runs']:.0f} | {r['again'].wall_s:.1f} "
               f"| {r['again'].wall_s / r['first'].wall_s:.2f} | {r['event_bytes_per_partition']:.0f} "
               f"| {r['list_runs'].wall_s:.2f} |")
+        if "one_more_seed" in r:
+            print(f"\n{r['case']}, one more seed (its runs computed, the report redone): "
+                  f"{r['one_more_seed'].wall_s:.1f} s wall / {r['one_more_seed'].cpu_s:.1f} s CPU")
     if "sceneworld" in args.only:
         for length in args.sceneworld_lengths:
             s = sceneworld_against_plain_loop(root, 10, length)
