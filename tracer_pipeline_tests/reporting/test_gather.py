@@ -3,6 +3,8 @@ that run, and they are the stored outputs."""
 
 import dataclasses
 
+import pytest
+
 from tracer_pipeline.analysis.surrogates import surrogate_total_persistence
 from tracer_pipeline.config import parse_experiment
 from tracer_pipeline.models.pool import ModelPool, resolve_load_options
@@ -22,13 +24,20 @@ CONFIG = {
 }
 
 
-def test_images_are_read_only_for_the_runs_a_contact_sheet_shows(tmp_path, monkeypatch):
+@pytest.fixture
+def traced(tmp_path):
+    """The experiment's runs traced, embedded and with their diagrams: (store, run ids)."""
     store = TraceStore(f"sqlite:///{tmp_path / 'trace.sqlite'}")
     ids = store.register_experiment(parse_experiment(CONFIG, "x"))
     pool = ModelPool(resolve_load_options("cpu", "auto", tmp_path / "models"))
     run_invocations(store, pool, ids)
     embed_runs(store, pool, ids)
     compute_diagrams(store, ids)
+    return store, ids
+
+
+def test_images_are_read_only_for_the_runs_a_contact_sheet_shows(traced, monkeypatch):
+    store, ids = traced
 
     reads: list[list[tuple[str, int]]] = []
     images = store.images
@@ -50,13 +59,8 @@ def test_images_are_read_only_for_the_runs_a_contact_sheet_shows(tmp_path, monke
     assert image.tobytes() == stored.output.tobytes()
 
 
-def test_the_surrogate_baseline_is_stored_with_a_diagram_and_not_computed_again_by_the_report(tmp_path, monkeypatch):
-    store = TraceStore(f"sqlite:///{tmp_path / 'trace.sqlite'}")
-    ids = store.register_experiment(parse_experiment(CONFIG, "x"))
-    pool = ModelPool(resolve_load_options("cpu", "auto", tmp_path / "models"))
-    run_invocations(store, pool, ids)
-    embed_runs(store, pool, ids)
-    compute_diagrams(store, ids)
+def test_the_surrogate_baseline_is_stored_with_a_diagram_and_not_computed_again_by_the_report(traced, monkeypatch):
+    store, _ = traced
     data = experiment_data(store, "gather")
     with_h1 = [run for run in data.runs if run.diagram[1].size]
     assert len(with_h1) > 0 and all(run.surrogate_h1_total_persistence is None

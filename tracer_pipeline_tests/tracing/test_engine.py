@@ -34,15 +34,21 @@ def digests(store, run_ids):
     return {r: [i.output_sha256 for i in store.invocations(r)] for r in run_ids}
 
 
+def call_sizes(pool, name):
+    """The number of inputs of each call of the pool's model ``name`` from now on."""
+    calls: list[int] = []
+    model = pool.get(name)
+    original = model.generate
+    model.generate = lambda inputs, seeds: calls.append(len(inputs)) or original(inputs, seeds)
+    return calls
+
+
 def test_lockstep_batches_give_the_same_outputs_as_one_run_at_a_time(tmp_path, pool):
     experiment = parse_experiment(CONFIG, "x")
     batched, single = make_store(tmp_path, "batched"), make_store(tmp_path, "single")
     ids = batched.register_experiment(experiment)
     single.register_experiment(experiment)
-    calls: list[int] = []
-    model = pool.get("DummyI2T")
-    original = model.generate
-    model.generate = lambda inputs, seeds: calls.append(len(inputs)) or original(inputs, seeds)
+    calls = call_sizes(pool, "DummyI2T")
     run_invocations(batched, pool, ids, batch_size=16)
     assert max(calls) == 6  # the runs of a network at the same step share one call (networks in turn)
     for run_id in ids:
@@ -56,10 +62,7 @@ def test_cohorts_of_runs_give_the_same_outputs_as_all_runs_at_once(tmp_path, poo
     whole, cohorts = make_store(tmp_path, "whole"), make_store(tmp_path, "cohorts")
     ids = whole.register_experiment(experiment)
     cohorts.register_experiment(experiment)
-    calls: list[int] = []
-    model = pool.get("DummyI2T")
-    original = model.generate
-    model.generate = lambda inputs, seeds: calls.append(len(inputs)) or original(inputs, seeds)
+    calls = call_sizes(pool, "DummyI2T")
     run_invocations(whole, pool, ids)
     run_invocations(cohorts, pool, ids, cohort_runs=4)
     assert digests(whole, ids) == digests(cohorts, ids)
