@@ -62,6 +62,7 @@ def runs_data(store: TraceStore, runs: Sequence[RunRecord], embedding_model: str
             contact = tuple(images[::max(1, len(images) // CONTACT_IMAGES)][:CONTACT_IMAGES])
         seqs, _, vectors = trajectories[run.run_id]
         reference = references.get(run.run_id)
+        diagram = diagrams.get(run.run_id)
         found.append(RunData(
             run_id=run.run_id, network=run.network, prompt=run.prompt, seed=run.seed, status=run.status,
             stop_reason=run.stop_reason if run.status != RunStatus.FAILED else run.error, order=order[run.run_id],
@@ -69,9 +70,8 @@ def runs_data(store: TraceStore, runs: Sequence[RunRecord], embedding_model: str
             output_hashes=tuple(digest for _, _, digest, _ in invocations),
             trajectory=vectors, trajectory_seqs=tuple(seqs),
             reference=None if reference is None else reference[1],
-            diagram=diagrams[run.run_id].points if run.run_id in diagrams else {},
-            surrogate_h1_total_persistence=diagrams[run.run_id].summary.get(SURROGATE_KEY)
-            if run.run_id in diagrams else None,
+            diagram=diagram.points if diagram else {},
+            surrogate_h1_total_persistence=diagram.summary.get(SURROGATE_KEY) if diagram else None,
             last_caption=texts[-1] if texts else None,
             images=ContactImages(contact, _image_reader(store, run.run_id, contact)),
             factors=factors(run),

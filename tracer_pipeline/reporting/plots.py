@@ -30,6 +30,7 @@ from tracer_pipeline.reporting.data import RunData
 from tracer_pipeline.reporting.figure_cache import cached_figure
 from tracer_pipeline.reporting.measures import DivergenceGroup, RunMeasures, factor_level, trajectory_rows
 from tracer_pipeline.status import RunStatus
+from tracer_pipeline.tda.persistence import finite_bars
 
 DPI = 100
 WIDTH = 7.0  # inches: 700 px at DPI
@@ -138,11 +139,6 @@ def divergence_figure(groups: Sequence[DivergenceGroup]) -> bytes:
         return _png(figure)
 
 
-def _finite_bars(run: RunData, dim: int) -> np.ndarray:
-    bars = np.asarray(run.diagram.get(dim, np.empty((0, 2))), dtype=np.float64).reshape(-1, 2)
-    return bars[np.isfinite(bars).all(axis=1)]
-
-
 @cached
 def persistence_diagrams_figure(runs: Sequence[RunData]) -> bytes:
     """Every run's persistence diagram, one panel per network, H0 and H1 overlaid (birth against
@@ -151,13 +147,13 @@ def persistence_diagrams_figure(runs: Sequence[RunData]) -> bytes:
     columns = min(3, len(networks))
     rows = -(-len(networks) // columns)
     top = max((float(bars.max()) for run in runs for dim in run.diagram
-               if (bars := _finite_bars(run, dim)).size), default=1.0) * 1.05
+               if (bars := finite_bars(run.diagram, dim)).size), default=1.0) * 1.05
     with matplotlib.rc_context(STYLE):
         figure = _figure(2.4 * rows)
         grid = figure.subplots(rows, columns, squeeze=False).ravel()
         for axes, network in zip(grid, networks, strict=False):
             for dim, colour in ((0, "tab:blue"), (1, "tab:orange")):
-                points = np.concatenate([_finite_bars(run, dim) for run in runs if run.network_name == network])
+                points = np.concatenate([finite_bars(run.diagram, dim) for run in runs if run.network_name == network])
                 axes.scatter(points[:, 0], points[:, 1], s=6, color=colour, alpha=0.6, label=f"H{dim}",
                              linewidths=0)
             axes.plot([0, top], [0, top], color="grey", lw=0.6)

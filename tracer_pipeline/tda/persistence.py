@@ -137,6 +137,13 @@ def persistent_entropy(bars: np.ndarray) -> float:
     return float(-np.sum(p * np.log(p)))
 
 
+def finite_bars(diagram: dict[int, np.ndarray], dim: int) -> np.ndarray:
+    """The bars of dimension ``dim`` that end, as float64 (k, 2); none when the diagram has no
+    such dimension."""
+    bars = np.asarray(diagram.get(dim, np.empty((0, 2))), dtype=np.float64).reshape(-1, 2)
+    return bars[np.isfinite(bars).all(axis=1)]
+
+
 def diagram_summary(diagram: dict[int, np.ndarray]) -> dict[str, dict[str, Any]]:
     """Per-dimension summary statistics of a persistence diagram, JSON-serialisable.
 

@@ -16,7 +16,7 @@ import numpy as np
 from tracer_pipeline.analysis.surrogates import surrogate_total_persistence
 from tracer_pipeline.config import canonical_json, sha256_hex
 from tracer_pipeline.store import DiagramRecord, RunRecord, TraceStore
-from tracer_pipeline.tda.persistence import TDA_VERSION, diagram_summary, persistence_diagram
+from tracer_pipeline.tda.persistence import TDA_VERSION, diagram_summary, finite_bars, persistence_diagram
 from tracer_pipeline.tracing import progress
 
 
@@ -91,7 +91,7 @@ def _diagram(run: RunRecord, model: str, subset: str, points: np.ndarray, params
     diagram = persistence_diagram(points, max_dim=run.max_homology_dim)
     duration = time.perf_counter() - started
     summary = diagram_summary(diagram)
-    if subset == "all" and 1 in diagram and np.isfinite(diagram[1]).all(axis=1).any():  # what the report compares
+    if subset == "all" and finite_bars(diagram, 1).size:  # the runs whose loops the report compares
         summary[SURROGATE_KEY] = surrogate_total_persistence(run.run_id, points)
     outcome.seconds += time.perf_counter() - started
     return DiagramRecord(

@@ -24,6 +24,7 @@ from tracer_pipeline.reporting.findings import (
 from tracer_pipeline.reporting.measures import trajectory_rows
 from tracer_pipeline.reporting.sections.format import median, num, plural
 from tracer_pipeline.store import StoreComparison
+from tracer_pipeline.tda.persistence import finite_bars
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,6 @@ class DiagramDistances:
     finding: Finding
 
 
-def _finite_h1(run: RunData) -> np.ndarray:
-    bars = np.asarray(run.diagram.get(1, np.empty((0, 2))), dtype=np.float64).reshape(-1, 2)
-    return bars[np.isfinite(bars).all(axis=1)]
-
-
 def h1_wasserstein(runs: Sequence[RunData], comparison: StoreComparison | None) -> np.ndarray:
     """The H1 Wasserstein matrix between ``runs``: from the comparison when it covers them all
     with their current diagrams, else computed here."""
@@ -50,7 +46,7 @@ def h1_wasserstein(runs: Sequence[RunData], comparison: StoreComparison | None) 
                for r in runs):
             rows = [index[r.run_id] for r in runs]
             return comparison.matrices[(1, "wasserstein")][np.ix_(rows, rows)]
-    return diagram_distance_matrix([_finite_h1(r) for r in runs], "wasserstein")
+    return diagram_distance_matrix([finite_bars(r.diagram, 1) for r in runs], "wasserstein")
 
 
 def surrogate_persistence(run: RunData) -> float | None:
@@ -71,11 +67,11 @@ def diagram_distances(runs: Sequence[RunData], comparison: StoreComparison | Non
     # Above MAX_ALL_PAIRS_RUNS the matrix (and the PERMANOVA and heatmap made from it) is that of a
     # fixed sample: all pairs of 10,000 runs would take 800 MB and minutes.
     with_diagram = pair_sample(every)
-    with_h1 = [r for r in with_diagram if _finite_h1(r).size]
+    with_h1 = [r for r in with_diagram if finite_bars(r.diagram, 1).size]
     points = [int(trajectory_rows(r).shape[0]) for r in with_diagram]
     matrix = h1_wasserstein(with_diagram, comparison) if len(with_diagram) >= 2 else None
     pairs = matrix[np.triu_indices(len(with_diagram), k=1)] if matrix is not None else np.zeros(0)
-    totals = [float(np.sum(np.diff(_finite_h1(r), axis=1))) for r in with_h1]
+    totals = [float(np.sum(np.diff(finite_bars(r.diagram, 1), axis=1))) for r in with_h1]
     surrogates = {r.run_id: surrogate_persistence(r) for r in with_h1}
     compared = [(total, surrogates[r.run_id]) for r, total in zip(with_h1, totals, strict=True)
                 if surrogates[r.run_id] is not None]
