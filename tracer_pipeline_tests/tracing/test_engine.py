@@ -34,6 +34,13 @@ def digests(store, run_ids):
     return {r: [i.output_sha256 for i in store.invocations(r)] for r in run_ids}
 
 
+def registered(tmp_path, config, *names):
+    """A store per name, each with the experiment of ``config`` registered; and its run ids."""
+    stores = [make_store(tmp_path, name) for name in names]
+    [ids, *_] = [store.register_experiment(parse_experiment(config, "x")) for store in stores]
+    return stores, ids
+
+
 def call_sizes(pool, name):
     """The number of inputs of each call of the pool's model ``name`` from now on."""
     calls: list[int] = []
@@ -44,10 +51,7 @@ def call_sizes(pool, name):
 
 
 def test_lockstep_batches_give_the_same_outputs_as_one_run_at_a_time(tmp_path, pool):
-    experiment = parse_experiment(CONFIG, "x")
-    batched, single = make_store(tmp_path, "batched"), make_store(tmp_path, "single")
-    ids = batched.register_experiment(experiment)
-    single.register_experiment(experiment)
+    (batched, single), ids = registered(tmp_path, CONFIG, "batched", "single")
     calls = call_sizes(pool, "DummyI2T")
     run_invocations(batched, pool, ids, batch_size=16)
     assert max(calls) == 6  # the runs of a network at the same step share one call (networks in turn)
@@ -58,15 +62,14 @@ def test_lockstep_batches_give_the_same_outputs_as_one_run_at_a_time(tmp_path, p
 
 
 def test_cohorts_of_runs_give_the_same_outputs_as_all_runs_at_once(tmp_path, pool):
-    experiment = parse_experiment(CONFIG, "x")
-    whole, cohorts = make_store(tmp_path, "whole"), make_store(tmp_path, "cohorts")
-    ids = whole.register_experiment(experiment)
-    cohorts.register_experiment(experiment)
+    (whole, cohorts), ids = registered(tmp_path, CONFIG, "whole", "cohorts")
     calls = call_sizes(pool, "DummyI2T")
     run_invocations(whole, pool, ids)
+    assert max(calls) == 6
+    calls.clear()
     run_invocations(cohorts, pool, ids, cohort_runs=4)
     assert digests(whole, ids) == digests(cohorts, ids)
-    assert 6 in calls and max(calls[calls.index(4) :]) == 4  # a network's 6 runs as cohorts of 4 and 2
+    assert max(calls) == 4 and 2 in calls  # a network's 6 runs as cohorts of 4 and 2
     assert {r.status for r in cohorts.get_runs(ids)} == {"complete"}
 
 
@@ -216,9 +219,7 @@ def test_lockstep_with_tiny_models_matches_one_run_at_a_time(tmp_path):
     pool = ModelPool(resolve_load_options("cpu", "auto", os.environ["TRACER_MODEL_DIR"]))
     config = {**CONFIG, "networks": [["TinySD", "TinyBLIP"]], "embedding_models": ["TinyCLIP"], "max_length": 4,
               "seeds": [1, 2]}
-    batched, single = make_store(tmp_path, "batched"), make_store(tmp_path, "single")
-    ids = batched.register_experiment(parse_experiment(config, "x"))
-    single.register_experiment(parse_experiment(config, "x"))
+    (batched, single), ids = registered(tmp_path, config, "batched", "single")
     run_invocations(batched, pool, ids)
     for run_id in ids:
         run_invocations(single, pool, [run_id])
