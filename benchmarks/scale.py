@@ -12,7 +12,8 @@ stored). Reported: wall time, CPU time (user + system of the process and its chi
 resident memory, Dagster event-log bytes per run partition, and `list-runs` on the final store.
 SceneWorld 10 × 50 (10 × each of ``--sceneworld-lengths``) is compared with a plain loop over the
 same model objects in a fresh process (models, embeddings and persistence diagrams, nothing
-stored), whose outputs are checked equal.
+stored), run just before and just after the pipeline (the ratio is against the mean of the two),
+whose outputs are checked equal.
 The machine is shared: compare the ratios, measured minutes apart, not the absolute times.
 """
 
@@ -85,6 +86,7 @@ def run_case(root: Path, config: dict, more_seeds: bool = False) -> dict:
 
 PLAIN_LOOP = """
 import json, sys, time
+started = time.perf_counter()
 import numpy as np
 from tracer_pipeline.models.base import output_digest
 from tracer_pipeline.models.pool import ModelPool, resolve_load_options
@@ -92,33 +94,73 @@ from tracer_pipeline.tda.persistence import persistence_diagram
 config = json.loads(sys.argv[1])
 pool = ModelPool(resolve_load_options("cpu", "auto", sys.argv[2]))
 network = [pool.get(m) for m in config["networks"][0]]
+phases = {"start and load the network's models": time.perf_counter() - started}
+mark = time.perf_counter()
 embedder = pool.get(config["embedding_models"][0])
+phases["load the embedding model"] = time.perf_counter() - mark
+phases.update({"generate": 0.0, "embed": 0.0, "diagrams": 0.0})
 digests = {}
 for prompt in config["prompts"]:
     for seed in config["seeds"]:
         value, outputs = prompt, []
+        mark = time.perf_counter()
         for i in range(config["max_length"]):
             [value] = network[i % len(network)].generate([value], [seed])
             outputs.append(value)
+        phases["generate"] += time.perf_counter() - mark
+        mark = time.perf_counter()
         vectors = np.stack(embedder.embed(outputs))
+        phases["embed"] += time.perf_counter() - mark
+        mark = time.perf_counter()
         persistence_diagram(vectors, max_dim=1)
+        phases["diagrams"] += time.perf_counter() - mark
         digests[f"{prompt}|{seed}"] = [output_digest(o) for o in outputs]
+print(json.dumps(phases))
 print(json.dumps(digests))
 """
 
 
 def sceneworld_against_plain_loop(root: Path, runs: int, length: int) -> dict:
+    """The pipeline between two plain loops (before and after), so that neither side alone pays
+    the cold start of the file cache (torch, diffusers and open_clip are read from disk by the
+    first process that imports them); the ratio is against their mean."""
     config = {"name": f"sceneworld{length}", **SCENEWORLD, "seeds": list(range(runs // len(SCENEWORLD["prompts"]))),
               "max_length": length, "stop_when_stuck": False}
+    loop = [sys.executable, "-c", PLAIN_LOOP, json.dumps(config), str(root / "plain-models")]
+    before, _ = measured(loop, {**os.environ})
     pipeline = run_case(root, config)
-    env = {**os.environ}
-    plain, output = measured([sys.executable, "-c", PLAIN_LOOP, json.dumps(config), str(root / "plain-models")], env)
-    loop_digests = json.loads(output.strip().splitlines()[-1])
+    after, output = measured(loop, {**os.environ})
+    plain = Measure(*((getattr(before, f) + getattr(after, f)) / 2 for f in ("wall_s", "cpu_s", "peak_mib")))
+    loop_phases, loop_digests = (json.loads(line) for line in output.strip().splitlines()[-2:])
     from tracer_pipeline.store import TraceStore
 
     store = TraceStore(f"sqlite:///{root / config['name'] / 'tracer.sqlite'}")
     stored = {f"{r.prompt}|{r.seed}": [i.output_sha256 for i in store.invocations(r.run_id)] for r in store.get_runs()}
-    return {**pipeline, "plain": plain, "same_outputs": stored == loop_digests}
+    return {**pipeline, "plain": plain, "plain_before_after": (before.wall_s, after.wall_s),
+            "same_outputs": stored == loop_digests, "plain_phases": loop_phases,
+            "pipeline_jobs": dagster_steps(root / config["name"])}
+
+
+def dagster_steps(data: Path) -> list[tuple[str, float, dict[str, float]]]:
+    """The first run-experiment's Dagster runs, in order, from its event log: (job, seconds from
+    its first event to its last, {step: seconds from its start to its success})."""
+    os.environ["DAGSTER_HOME"] = str(data / "dagster_home")
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        runs = [(run, instance.all_logs(run.run_id)) for run in instance.get_runs()]
+        jobs = []
+        for run, events in sorted(runs, key=lambda pair: pair[1][0].timestamp):
+            starts, steps = {}, {}
+            for event in events:
+                kind = event.dagster_event.event_type_value if event.dagster_event else None
+                if kind == "STEP_START":
+                    starts[event.step_key] = event.timestamp
+                elif kind == "STEP_SUCCESS":
+                    steps[event.step_key] = event.timestamp - starts[event.step_key]
+            jobs.append((run.job_name, events[-1].timestamp - events[0].timestamp, steps))
+    os.environ.pop("DAGSTER_HOME")
+    return jobs
 
 
 def main() -> None:
@@ -156,9 +198,16 @@ def main() -> None:
             first, plain = s["first"], s["plain"]
             print(f"\nSceneWorld 10 × {length} (SceneT2I → SceneI2TSampled, SceneCLIP): run-experiment "
                   f"{first.wall_s:.1f} s wall / {first.cpu_s:.1f} s CPU; plain loop {plain.wall_s:.1f} s "
-                  f"wall / {plain.cpu_s:.1f} s CPU; ratio {first.wall_s / plain.wall_s:.2f} (wall), "
+                  f"wall (before {s['plain_before_after'][0]:.1f}, after {s['plain_before_after'][1]:.1f}) "
+                  f"/ {plain.cpu_s:.1f} s CPU; ratio {first.wall_s / plain.wall_s:.2f} (wall), "
                   f"{first.cpu_s / plain.cpu_s:.2f} (CPU); difference {first.wall_s - plain.wall_s:.1f} s "
                   f"(wall); same outputs: {s['same_outputs']}; again (all stored) {s['again'].wall_s:.1f} s")
+            first_jobs = s["pipeline_jobs"][:2]  # the first run-experiment's trace and report jobs
+            outside = first.wall_s - sum(span for _, span, _ in first_jobs)
+            print("  plain loop (after), s: " + ", ".join(f"{k} {v:.2f}" for k, v in s["plain_phases"].items()))
+            print("  run-experiment, s: " + "; ".join(
+                f"{job} job {span:.2f} (" + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()) + ")"
+                for job, span, steps in first_jobs) + f"; outside Dagster's jobs {outside:.2f}")
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
 
 
