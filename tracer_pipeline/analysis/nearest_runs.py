@@ -53,9 +53,12 @@ def nearest_earlier_by_candidates(
     order: Sequence[float] | np.ndarray,
     k: int = 1,
     candidates: int = 64,
+    queries: Sequence[int] | None = None,
 ) -> tuple[list[list[tuple[int, float]]], np.ndarray]:
     """``nearest_earlier_runs`` without all pairs: each run against at most ``candidates`` earlier
-    runs, those whose lower bound (``distance_lower_bounds``) is closest to its own.
+    runs, those whose lower bound (``distance_lower_bounds``) is closest to its own. With
+    ``queries``, only those runs are answered (the others get no neighbours and count as proven):
+    every run still takes part as a candidate.
 
     The answer of a run is proven to be that of all pairs when every earlier run was a candidate,
     or when the k-th distance found is below the lower bound of every earlier run left out (with a
@@ -78,6 +81,10 @@ def nearest_earlier_by_candidates(
     if keys.shape != (count,):
         raise ValueError(f"order must have one key per diagram ({count}), got shape {keys.shape}")
     bounds = distance_lower_bounds(diagrams, metric)
+    asked = None
+    if queries is not None:
+        asked = np.zeros(count, dtype=bool)
+        asked[np.asarray(queries, dtype=np.int64)] = True
     by_order = np.argsort(keys, kind="stable")
     # The earlier runs, sorted by lower bound, grow one group of equal order keys at a time.
     earlier_bounds = np.empty(0)
@@ -90,6 +97,8 @@ def nearest_earlier_by_candidates(
         while stop < count and keys[by_order[stop]] == keys[by_order[start]]:
             stop += 1
         for i in by_order[start:stop]:
+            if asked is not None and not asked[i]:
+                continue
             picked, rest = _closest_bounds(earlier_bounds, bounds[i], candidates)
             chosen.append((i, earlier_index[picked]))
             left_out_bound[i] = rest
@@ -99,12 +108,14 @@ def nearest_earlier_by_candidates(
         earlier_bounds = np.insert(earlier_bounds, at, bounds[group])
         earlier_index = np.insert(earlier_index, at, group)
         start = stop
+    neighbours: list[list[tuple[int, float]]] = [[] for _ in range(count)]
+    proven = np.ones(count, dtype=bool)
+    if not chosen:
+        return neighbours, proven
     first = np.concatenate([np.full(js.size, i, dtype=np.int64) for i, js in chosen])
     second = np.concatenate([js for _, js in chosen]).astype(np.int64)
     low, high = np.minimum(first, second), np.maximum(first, second)
     values = diagram_distances_of_pairs(diagrams, metric, low, high)
-    neighbours: list[list[tuple[int, float]]] = [[] for _ in range(count)]
-    proven = np.ones(count, dtype=bool)
     offset = 0
     for i, js in chosen:
         d = values[offset: offset + js.size]

@@ -3,12 +3,14 @@ distances, recurring end states (attractors), and each run's nearest earlier run
 
 The all-pairs matrices grow as n², so ``compare_store`` keeps the rows of a previous comparison
 for runs whose diagrams did not change and computes only the pairs that involve new or changed
-runs, and computes them at all only for up to ``MAX_ALL_PAIRS_RUNS`` runs (1,000 runs: 500,000
-pairs per matrix). Beyond that, what needs all pairs is bounded instead: the distribution of the
-pairwise distances is that of the pairs among a fixed sample of ``MAX_ALL_PAIRS_RUNS`` runs
-(``pair_sample``), and each run's nearest earlier runs by diagram are searched among the earlier
-runs whose lower bound is nearest its own, proven exact where the bound allows
-(``analysis.nearest_runs.nearest_earlier_by_candidates``).
+runs, and computes all pairs only for up to ``MAX_ALL_PAIRS_RUNS`` runs (1,000 runs: 500,000
+pairs per matrix). Beyond that, the matrices are those of a fixed sample of ``MAX_ALL_PAIRS_RUNS``
+runs (``pair_sample``: the distribution of the pairwise distances is that of the sample's pairs),
+kept and reused in the same way, and each run's nearest earlier runs by diagram are searched
+among the earlier runs whose lower bound is nearest its own, proven exact where the bound allows
+(``analysis.nearest_runs.nearest_earlier_by_candidates``), and kept with the comparison: a run's
+answer depends only on the runs before it, so it is searched again only when a run before it (or
+itself) is new or changed. A report then computes no diagram distance for either.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ END_STATE_BLOCK = 512  # end states compared with every other at a time
 MAX_ALL_PAIRS_RUNS = 1000
 # Earlier runs whose diagram distance is computed for each run when there are no all-pairs matrices.
 NEAREST_CANDIDATES = 256
+# Nearest earlier runs by H1 Wasserstein kept per run with a comparison without all pairs.
+NEAREST_STORED = 1
 
 
 def diagram_hash(diagram: dict[int, np.ndarray]) -> str:
@@ -65,11 +69,15 @@ def pair_sample(runs: Sequence[RunData]) -> list[RunData]:
 
 def _distance_matrices(runs: Sequence[RunData], hashes: Sequence[str],
                        previous: StoreComparison | None) -> dict[tuple[int, str], np.ndarray]:
-    """(dim, metric) → (n, n) matrix, reusing ``previous`` for pairs of unchanged runs."""
-    position = {} if previous is None else {run_id: i for i, run_id in enumerate(previous.run_ids)}
+    """(dim, metric) → (n, n) matrix over ``runs``, reusing ``previous`` for pairs of runs in its
+    matrices whose diagrams did not change."""
+    position: dict[str, int] = {}
+    previous_hash: dict[str, str] = {}
+    if previous is not None:
+        position = {run_id: i for i, run_id in enumerate(previous.matrix_ids)}
+        previous_hash = dict(zip(previous.run_ids, previous.diagram_hashes, strict=True))
     kept = [i for i, (run, digest) in enumerate(zip(runs, hashes, strict=True))
-            if previous is not None and run.run_id in position
-            and previous.diagram_hashes[position[run.run_id]] == digest]
+            if run.run_id in position and previous_hash[run.run_id] == digest]
     new = sorted(set(range(len(runs))) - set(kept))
     old_index = np.array([position[runs[i].run_id] for i in kept], dtype=np.int64)
     matrices = {}
@@ -92,6 +100,38 @@ def _distance_matrices(runs: Sequence[RunData], hashes: Sequence[str],
                 matrix[np.ix_(done, todo)] = across.T
             matrices[(dim, metric)] = matrix
     return matrices
+
+
+def _nearest_runs(runs: Sequence[RunData], hashes: Sequence[str], previous: StoreComparison | None
+                  ) -> tuple[dict[str, tuple[tuple[str, float], ...]], frozenset[str]]:
+    """Each run with a diagram: its ``NEAREST_STORED`` nearest earlier runs by H1 Wasserstein
+    distance among ``NEAREST_CANDIDATES`` candidates, and the runs whose answer is unproven.
+
+    A run's answer depends on itself and the runs before it only, so ``previous``'s is kept for
+    every run earlier than the first new or changed one (all are searched again when a run that
+    had a diagram then has none now, e.g. a deleted one)."""
+    with_diagram = [i for i, run in enumerate(runs) if run.diagram]
+    ids = [runs[i].run_id for i in with_diagram]
+    keys = np.array([runs[i].order for i in with_diagram])
+    kept: dict[str, tuple[tuple[str, float], ...]] = {}
+    if previous is not None and previous.nearest is not None:
+        previous_hash = dict(zip(previous.run_ids, previous.diagram_hashes, strict=True))
+        now = {run_id: hashes[i] for run_id, i in zip(ids, with_diagram, strict=True)}
+        if set(previous.nearest) <= set(now):
+            changed = [key for run_id, key in zip(ids, keys, strict=True)
+                       if run_id not in previous.nearest or previous_hash[run_id] != now[run_id]]
+            first_changed = min(changed, default=np.inf)
+            kept = {run_id: previous.nearest[run_id] for run_id, key in zip(ids, keys, strict=True)
+                    if key < first_changed}
+    queries = [p for p, run_id in enumerate(ids) if run_id not in kept]
+    neighbours, proven = nearest_earlier_by_candidates(
+        [_bars(runs[i], 1) for i in with_diagram], "wasserstein", keys, NEAREST_STORED, NEAREST_CANDIDATES,
+        queries=queries)
+    nearest = {run_id: kept[run_id] if run_id in kept else tuple((ids[j], d) for j, d in neighbours[p])
+               for p, run_id in enumerate(ids)}
+    unproven = {run_id for run_id in previous.unproven if run_id in kept} if kept else set()
+    unproven |= {ids[p] for p in queries if not proven[p]}
+    return nearest, frozenset(unproven)
 
 
 def end_states(runs: Sequence[RunData], modality: str) -> tuple[list[int], np.ndarray]:
@@ -130,9 +170,10 @@ def compare_store(
 ) -> StoreComparison:
     """All-pairs diagram distances and attractors over every given run (one embedding model).
 
-    With more than ``MAX_ALL_PAIRS_RUNS`` runs the matrices are not computed (``matrices`` is
-    empty): the report then compares a sample and searches nearest runs among candidates (module
-    docstring). The attractors always take every run.
+    With more than ``MAX_ALL_PAIRS_RUNS`` runs the matrices are those of ``pair_sample(runs)``
+    (``matrix_run_ids``), and ``nearest`` holds each run's nearest earlier runs searched among
+    candidates (module docstring), reused from ``previous`` where no run before it changed. The
+    attractors always take every run.
 
     Distances: for H0 and H1, bottleneck and 1-Wasserstein
     (``analysis.diagram_distances.diagram_distance_matrix``; infinite bars dropped; a run without
@@ -164,13 +205,20 @@ def compare_store(
     if previous is not None and previous.embedding_model != embedding_model:
         previous = None
     hashes = tuple(diagram_hash(run.diagram) for run in runs)
+    sample = pair_sample(runs)
+    every = len(sample) == len(runs)
+    by_id = dict(zip((run.run_id for run in runs), hashes, strict=True))
+    nearest, unproven = (None, frozenset()) if every else _nearest_runs(runs, hashes, previous)
     return StoreComparison(
         embedding_model=embedding_model,
         run_ids=tuple(run.run_id for run in runs),
         diagram_hashes=hashes,
-        matrices=_distance_matrices(runs, hashes, previous) if len(runs) <= MAX_ALL_PAIRS_RUNS else {},
+        matrices=_distance_matrices(sample, [by_id[run.run_id] for run in sample], previous),
         attractors=_attractors(runs, attractor_threshold),
         attractor_threshold=attractor_threshold,
+        matrix_run_ids=None if every else tuple(run.run_id for run in sample),
+        nearest=nearest,
+        unproven=unproven,
     )
 
 
@@ -203,16 +251,22 @@ def nearest_earlier_by_diagram(
     ``comparison.matrices[(homology_dim, metric)]``; without it (more than ``MAX_ALL_PAIRS_RUNS``
     runs), ``nearest_earlier_by_candidates`` on the runs' diagrams with ``NEAREST_CANDIDATES``
     candidates each: the same answer where it is proven, the nearest among the candidates where
-    not. "Earlier" means a lower ``RunData.order``. Only runs both in the comparison and in
-    ``runs`` (which supply the order and, without a matrix, the diagrams) take part.
+    not. Those the comparison keeps (``comparison.nearest``: H1 Wasserstein, up to
+    ``NEAREST_STORED`` each) are taken as they are when ``runs`` are the runs it searched.
+    "Earlier" means a lower ``RunData.order``. Only runs both in the comparison and in ``runs``
+    (which supply the order and, without a matrix, the diagrams) take part.
     """
     order = {run.run_id: run.order for run in runs}
     index = [i for i, run_id in enumerate(comparison.run_ids) if run_id in order]
     ids = [comparison.run_ids[i] for i in index]
     keys = [order[run_id] for run_id in ids]
-    if (homology_dim, metric) in comparison.matrices:
+    if comparison.all_pairs and (homology_dim, metric) in comparison.matrices:
         distances = comparison.matrices[(homology_dim, metric)][np.ix_(index, index)]
         return NearestRuns(_nearest(ids, distances, keys, k), ())
+    if ((homology_dim, metric) == (1, "wasserstein") and comparison.nearest is not None
+            and k <= NEAREST_STORED and set(ids) == set(comparison.nearest)):
+        found = {run_id: list(comparison.nearest[run_id][:k]) for run_id in ids}
+        return NearestRuns(found, tuple(run_id for run_id in ids if run_id in comparison.unproven))
     by_id = {run.run_id: run for run in runs}
     neighbours, proven = nearest_earlier_by_candidates(
         [_bars(by_id[run_id], homology_dim) for run_id in ids], metric, np.asarray(keys), k, NEAREST_CANDIDATES)

@@ -27,7 +27,8 @@ from tracer_pipeline.store.tables import StoreTables
 class AnalysisTables(StoreTables):
     def put_comparison(self, comparison: StoreComparison) -> None:
         buffer = io.BytesIO()
-        np.savez(buffer, **{f"H{dim}_{metric}": m for (dim, metric), m in comparison.matrices.items()})
+        np.savez(buffer, **{f"H{dim}_{metric}": m for (dim, metric), m in comparison.matrices.items()},
+                 **_sampled_arrays(comparison))
         values = dict(
             run_ids=list(comparison.run_ids), diagram_hashes=list(comparison.diagram_hashes),
             matrices=buffer.getvalue(), attractor_threshold=comparison.attractor_threshold,
@@ -42,12 +43,16 @@ class AnalysisTables(StoreTables):
             row = s.get(StoreComparisonRow, embedding_model)
         if row is None:
             return None
+        run_ids = tuple(row.run_ids)
         with np.load(io.BytesIO(row.matrices)) as arrays:
-            matrices = {(int(k[1:].split("_", 1)[0]), k.split("_", 1)[1]): arrays[k] for k in arrays.files}
+            matrices = {(int(k[1:].split("_", 1)[0]), k.split("_", 1)[1]): arrays[k] for k in arrays.files
+                        if k.startswith("H")}
+            sampled = {k: arrays[k] for k in arrays.files if not k.startswith("H")}
         return StoreComparison(
-            embedding_model=embedding_model, run_ids=tuple(row.run_ids), diagram_hashes=tuple(row.diagram_hashes),
+            embedding_model=embedding_model, run_ids=run_ids, diagram_hashes=tuple(row.diagram_hashes),
             matrices=matrices, attractor_threshold=row.attractor_threshold,
             attractors=tuple(AttractorData(**{**a, "run_ids": tuple(a["run_ids"])}) for a in row.attractors),
+            **_sampled_fields(run_ids, sampled),
         )
 
     def embedding_models_in_use(self) -> list[str]:
@@ -107,3 +112,37 @@ class AnalysisTables(StoreTables):
         with self.reading() as s:
             return [ClusterRecord(r.experiment, r.embedding_model, r.run_id, r.sequence_number, r.modality,
                                   r.cluster, r.is_medoid, r.input_sha256) for r in s.scalars(query)]
+
+
+def _sampled_arrays(comparison: StoreComparison) -> dict[str, np.ndarray]:
+    """A comparison without all pairs, as arrays beside its matrices: the matrices' runs and each
+    run's nearest earlier runs, as positions in ``run_ids`` (−1: none)."""
+    if comparison.matrix_run_ids is None and comparison.nearest is None:
+        return {}
+    position = {run_id: i for i, run_id in enumerate(comparison.run_ids)}
+    arrays = {"matrix_rows": np.array([position[r] for r in comparison.matrix_ids], dtype=np.int64)}
+    if comparison.nearest is not None:
+        width = max((len(found) for found in comparison.nearest.values()), default=0)
+        rows = np.array([position[r] for r in comparison.nearest], dtype=np.int64)
+        index = np.full((rows.size, width), -1, dtype=np.int64)
+        distance = np.zeros((rows.size, width))
+        for row, found in enumerate(comparison.nearest.values()):
+            for column, (run_id, value) in enumerate(found):
+                index[row, column], distance[row, column] = position[run_id], value
+        arrays |= {"nearest_rows": rows, "nearest_index": index, "nearest_distance": distance,
+                   "unproven_rows": np.array(sorted(position[r] for r in comparison.unproven), dtype=np.int64)}
+    return arrays
+
+
+def _sampled_fields(run_ids: Sequence[str], arrays: dict[str, np.ndarray]) -> dict:
+    """The inverse of ``_sampled_arrays`` (a comparison stored with all pairs has none of them)."""
+    if "matrix_rows" not in arrays:
+        return {}
+    fields: dict = {"matrix_run_ids": tuple(run_ids[i] for i in arrays["matrix_rows"])}
+    if "nearest_rows" in arrays:
+        fields["nearest"] = {
+            run_ids[row]: tuple((run_ids[j], float(d)) for j, d in zip(index, distance, strict=True) if j >= 0)
+            for row, index, distance in zip(arrays["nearest_rows"], arrays["nearest_index"],
+                                            arrays["nearest_distance"], strict=True)}
+        fields["unproven"] = frozenset(run_ids[i] for i in arrays["unproven_rows"])
+    return fields

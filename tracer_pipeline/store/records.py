@@ -141,11 +141,18 @@ class AttractorData:
 @dataclass(frozen=True)
 class StoreComparison:
     """Comparisons across every run in the store for one embedding model (the "has it done this
-    before?" question): all-pairs persistence-diagram distances and recurring end states.
+    before?" question): persistence-diagram distances and recurring end states.
 
-    ``matrices[(homology_dim, metric)]`` is the (n, n) distance matrix between the runs in
-    ``run_ids`` order; ``diagram_hashes`` identify the diagrams each row was computed from, so a
-    later comparison can reuse the rows of runs whose diagrams did not change.
+    ``matrices[(homology_dim, metric)]`` is the distance matrix between the runs in
+    ``matrix_ids`` order: every run of ``run_ids`` (``matrix_run_ids`` None), or, in a store too
+    large for all pairs, a fixed sample of them (``matrix_run_ids``). ``diagram_hashes`` identify
+    the diagram of each run of ``run_ids`` that its rows were computed from, so a later comparison
+    can reuse the rows of runs whose diagrams did not change.
+
+    Without all pairs, ``nearest`` holds each run's nearest earlier runs by H1 Wasserstein
+    distance (run id → up to ``NEAREST_STORED`` (earlier run id, distance), nearest first; every
+    run with a diagram) searched among candidates, and ``unproven`` the runs whose answer is not
+    proven to be that of all pairs (``reporting.compare``); both are None and empty with all pairs.
     """
 
     embedding_model: str
@@ -154,6 +161,19 @@ class StoreComparison:
     matrices: dict[tuple[int, str], np.ndarray]
     attractors: tuple[AttractorData, ...]
     attractor_threshold: float
+    matrix_run_ids: tuple[str, ...] | None = None
+    nearest: dict[str, tuple[tuple[str, float], ...]] | None = None
+    unproven: frozenset[str] = frozenset()
+
+    @property
+    def matrix_ids(self) -> tuple[str, ...]:
+        """The runs the matrices' rows and columns are, in order."""
+        return self.run_ids if self.matrix_run_ids is None else self.matrix_run_ids
+
+    @property
+    def all_pairs(self) -> bool:
+        """Whether the matrices hold every pair of the compared runs."""
+        return bool(self.matrices) and len(self.matrix_ids) == len(self.run_ids)
 
 
 @dataclass(frozen=True)

@@ -98,25 +98,71 @@ def test_end_state_is_the_last_output_of_the_modality() -> None:
     np.testing.assert_allclose(end_state(run, "image"), rows[4])
 
 
-def test_above_the_all_pairs_limit_nearest_runs_come_from_candidates(monkeypatch) -> None:
-    """Without matrices (more runs than the limit) each run's nearest earlier run is searched among
-    candidates; where proven it is the all-pairs answer, and with every earlier run a candidate
+def test_above_the_all_pairs_limit_the_comparison_keeps_a_sample_and_each_runs_nearest(monkeypatch) -> None:
+    """Above the limit the matrices are those of the fixed sample (the all-pairs values of its
+    runs), and each run's nearest earlier run is searched among candidates and kept with the
+    comparison: where proven it is the all-pairs answer, and with every earlier run a candidate
     every answer is proven."""
     runs = _runs(40)
-    exact = nearest_earlier_by_diagram(compare_store(runs, embedding_model="m"), runs, k=2)
+    full = compare_store(runs, embedding_model="m")
+    exact = nearest_earlier_by_diagram(full, runs, k=1)
     monkeypatch.setattr(compare, "MAX_ALL_PAIRS_RUNS", 30)
     bounded = compare_store(runs, embedding_model="m")
-    assert bounded.matrices == {}
-    assert len(compare.pair_sample(runs)) == 30
-    assert compare.pair_sample(runs) == compare.pair_sample(list(reversed(runs)))[::-1]
-    assert nearest_earlier_by_diagram(bounded, runs, k=2) == exact
+    sample = compare.pair_sample(runs)
+    assert len(sample) == 30 and compare.pair_sample(runs) == compare.pair_sample(list(reversed(runs)))[::-1]
+    assert bounded.matrix_ids == tuple(r.run_id for r in sample) and not bounded.all_pairs and full.all_pairs
+    rows = [full.run_ids.index(r.run_id) for r in sample]
+    assert set(bounded.matrices) == set(full.matrices)
+    for key, matrix in bounded.matrices.items():
+        np.testing.assert_allclose(matrix, full.matrices[key][np.ix_(rows, rows)], rtol=1e-12, atol=1e-12)
+    assert set(bounded.nearest) == {r.run_id for r in runs} and bounded.unproven == frozenset()
+    assert nearest_earlier_by_diagram(bounded, runs, k=1) == exact
+    # More neighbours than are kept: searched when asked, the same answer as all pairs.
+    assert nearest_earlier_by_diagram(bounded, runs, k=2) == nearest_earlier_by_diagram(full, runs, k=2)
 
     monkeypatch.setattr(compare, "NEAREST_CANDIDATES", 3)
-    few = nearest_earlier_by_diagram(bounded, runs, k=2)
-    assert 0 < len(few.unproven) < len(runs)
-    for run_id, found in few.found.items():
-        if run_id not in few.unproven:
-            assert found == exact.found[run_id]
+    few = compare_store(runs, embedding_model="m")
+    found = nearest_earlier_by_diagram(few, runs, k=1)
+    assert 0 < len(found.unproven) < len(runs) and set(found.unproven) == few.unproven
+    for run_id, near in found.found.items():
+        if run_id not in found.unproven:
+            assert near == exact.found[run_id]
+
+
+def _marked(comparison) -> dict:
+    """The comparison's kept nearest runs with every distance replaced by 123."""
+    return {run_id: tuple((other, 123.0) for other, _ in found) for run_id, found in comparison.nearest.items()}
+
+
+def test_above_the_limit_the_nearest_runs_before_every_new_or_changed_run_are_kept(monkeypatch) -> None:
+    """A run's nearest earlier runs depend on the runs before it only: a later comparison keeps
+    them for the runs before the first new or changed run (marked values come back), searches the
+    others again, and equals a fresh comparison; the sample's pairs are reused as below the limit."""
+    monkeypatch.setattr(compare, "MAX_ALL_PAIRS_RUNS", 20)
+    runs = _runs(40)
+    fresh = compare_store(runs, embedding_model="m")
+    previous = compare_store(runs[:30], embedding_model="m")
+    incremental = compare_store(runs, previous=previous)
+    assert incremental.nearest == fresh.nearest and incremental.unproven == fresh.unproven
+    assert incremental.matrix_ids == fresh.matrix_ids
+    for key, matrix in fresh.matrices.items():
+        np.testing.assert_allclose(incremental.matrices[key], matrix, rtol=1e-12, atol=1e-12)
+
+    marked = compare_store(runs, previous=dataclasses.replace(previous, nearest=_marked(previous)))
+    for run in runs:
+        kept = marked.nearest[run.run_id]
+        assert kept == (_marked(previous)[run.run_id] if run.order < 30 else fresh.nearest[run.run_id])
+
+    # A changed diagram: every run from it on is searched again, those before it keep theirs.
+    changed = [*runs[:10], make_run("r10", wander(np.random.default_rng(42), basis(7), 12, 0.4), order=10), *runs[11:]]
+    again = compare_store(changed, previous=dataclasses.replace(fresh, nearest=_marked(fresh)))
+    expected = compare_store(changed, embedding_model="m")
+    for run in changed:
+        assert again.nearest[run.run_id] == (_marked(fresh)[run.run_id] if run.order < 10
+                                             else expected.nearest[run.run_id])
+    # A run gone (deleted): every run is searched again.
+    assert compare_store(runs[1:], previous=dataclasses.replace(fresh, nearest=_marked(fresh))).nearest == \
+        compare_store(runs[1:], embedding_model="m").nearest
 
 
 def test_nearest_earlier_end_state_in_blocks_equals_all_pairs(monkeypatch) -> None:

@@ -205,7 +205,7 @@ def test_above_the_all_pairs_limit_the_report_compares_a_sample_and_says_so(monk
     data = small_experiment(images=True)
     monkeypatch.setattr(compare, "MAX_ALL_PAIRS_RUNS", 6)
     comparison = compare_store(data.store_runs, embedding_model=data.embedding_model)
-    assert comparison.matrices == {}
+    assert not comparison.all_pairs and len(comparison.matrix_ids) == 6
     report = build_report(data, comparison)
     shape = report.sections["diagram_distances"].figures
     assert shape["runs"] == 6 and shape["sampled_from"] == 8 and shape["pairs"] == 15
@@ -217,6 +217,31 @@ def test_above_the_all_pairs_limit_the_report_compares_a_sample_and_says_so(monk
     assert nearest.figures["unproven"] == 0
     by_shape = [r for r in report.tables["nearest_earlier_runs"] if r["measure"] == "H1 Wasserstein"]
     assert by_shape == [r for r in small_report.tables["nearest_earlier_runs"] if r["measure"] == "H1 Wasserstein"]
+
+
+def test_above_the_limit_a_report_on_a_current_comparison_computes_no_diagram_distance(monkeypatch) -> None:
+    """The sample's matrices and each run's nearest earlier runs are kept with the comparison, so a
+    report of a store too large for all pairs reads them instead of computing them again (here
+    the experiment is the whole store, so both samples are the comparison's), with the same
+    findings."""
+    from tracer_pipeline.analysis import nearest_runs
+    from tracer_pipeline.reporting.sections import topology
+
+    experiment = small_experiment(images=True)
+    data = dataclasses.replace(experiment, store_runs=experiment.runs)
+    monkeypatch.setattr(compare, "MAX_ALL_PAIRS_RUNS", 6)
+    comparison = compare_store(data.store_runs, embedding_model=data.embedding_model)
+    without_kept = build_report(data, dataclasses.replace(comparison, matrices={}, nearest=None))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a diagram distance was computed")
+
+    monkeypatch.setattr(topology, "diagram_distance_matrix", refuse)
+    monkeypatch.setattr(nearest_runs, "diagram_distances_of_pairs", refuse)
+    report = build_report(data, comparison)
+    for name in ("diagram_distances", "nearest_by_shape"):
+        assert report.sections[name].figures == without_kept.sections[name].figures
+    assert report.tables["nearest_earlier_runs"] == without_kept.tables["nearest_earlier_runs"]
 
 
 def test_the_semantic_baseline_takes_the_pairs_of_a_sample_above_the_limit(monkeypatch) -> None:

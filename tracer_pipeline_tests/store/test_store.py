@@ -157,3 +157,29 @@ def test_four_writers_on_a_fresh_store_create_and_register_once(store_url, tmp_p
     assert store.experiment_names() == ["store-test"]
     assert store.experiment_run_ids("store-test") == outputs[0]
     store.close()
+
+
+def test_a_comparison_without_all_pairs_comes_back_as_stored(store):
+    """A store-wide comparison of a sample (its matrices' runs) with each run's kept nearest
+    earlier runs and the unproven ones round-trips; one with all pairs comes back without them."""
+    from tracer_pipeline.store import StoreComparison
+
+    matrix = np.array([[0.0, 0.5], [0.5, 0.0]])
+    sampled = StoreComparison(
+        embedding_model="m", run_ids=("a", "b", "c"), diagram_hashes=("ha", "hb", "hc"),
+        matrices={(1, "wasserstein"): matrix}, attractors=(), attractor_threshold=0.1,
+        matrix_run_ids=("c", "a"), nearest={"a": (), "b": (("a", 0.25),), "c": (("b", 0.5),)},
+        unproven=frozenset({"c"}))
+    store.put_comparison(sampled)
+    back = store.comparison("m")
+    assert (back.matrix_run_ids, back.nearest, back.unproven) == (sampled.matrix_run_ids, sampled.nearest,
+                                                                 sampled.unproven)
+    np.testing.assert_array_equal(back.matrices[(1, "wasserstein")], matrix)
+    assert back.matrix_ids == ("c", "a") and not back.all_pairs
+
+    everything = StoreComparison(embedding_model="m", run_ids=("a", "b"), diagram_hashes=("ha", "hb"),
+                                 matrices={(1, "wasserstein"): matrix}, attractors=(), attractor_threshold=0.1)
+    store.put_comparison(everything)
+    back = store.comparison("m")
+    assert (back.matrix_run_ids, back.nearest, back.unproven) == (None, None, frozenset())
+    assert back.matrix_ids == ("a", "b") and back.all_pairs

@@ -55,9 +55,9 @@ def _skipped(fingerprint: str, started: float, **metadata) -> dg.MaterializeResu
 @dg.asset(deps=[ALL_RUNS], code_version="2", group_name="analysis", kinds={"sqlite"}, owners=OWNERS)
 def store_comparison(context: dg.AssetExecutionContext, store: TraceStoreResource) -> dg.MaterializeResult:
     """Across every run in the store, per embedding model: all-pairs bottleneck and Wasserstein
-    distances between persistence diagrams (H0 and H1) up to ``MAX_ALL_PAIRS_RUNS`` runs (the
-    report bounds its comparisons beyond: ``reporting.compare``), and recurring end states
-    (attractors).
+    distances between persistence diagrams (H0 and H1) up to ``MAX_ALL_PAIRS_RUNS`` runs (beyond,
+    those of a fixed sample of that many, and each run's nearest earlier runs searched among
+    candidates: ``reporting.compare``), and recurring end states (attractors).
     Skipped when nothing it is computed from changed; otherwise only pairs involving new or
     changed diagrams are computed. Kept fresh by ``reports_sensor`` (Dagster's staleness does not
     propagate past 100 partitions)."""
@@ -80,6 +80,7 @@ def store_comparison(context: dg.AssetExecutionContext, store: TraceStoreResourc
         trace.put_comparison(comparison)
         reused = len(set(previous.diagram_hashes) & set(comparison.diagram_hashes)) if previous else 0
         rows.append({"embedding_model": model, "runs": len(comparison.run_ids), "reused_runs": reused,
+                     "runs_in_matrices": len(comparison.matrix_ids),
                      "attractors": len(comparison.attractors),
                      "seconds": round(time.perf_counter() - model_started, 3)})
         context.log.info(f"{model}: compared {len(comparison.run_ids)} runs ({reused} reused)")

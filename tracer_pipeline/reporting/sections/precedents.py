@@ -35,7 +35,7 @@ from tracer_pipeline.reporting.sections.topology import DiagramDistances
 from tracer_pipeline.store import AttractorData, StoreComparison
 
 NEAR_PERCENTILE = 5  # "near" = closer than this percentile of all pairwise distances in the store
-NEIGHBOURS = 1  # earlier runs listed per run and measure
+NEIGHBOURS = 1  # earlier runs listed per run and measure (at most compare.NEAREST_STORED: those are kept)
 CONTACT_ROWS = 6  # runs shown on the contact sheet
 
 
@@ -145,7 +145,7 @@ def _nearest_by_shape(data: ExperimentData, measures: Sequence[RunMeasures], com
     near = float(np.percentile(pairs, NEAR_PERCENTILE))
     # Without the comparison's matrices (a store too large for all pairs) the figures say what was
     # bounded instead.
-    bounded = {} if (1, "wasserstein") in comparison.matrices else {
+    bounded = {} if comparison.all_pairs else {
         "runs_compared": len(current), "sampled_runs": len(sample), "candidates": NEAREST_CANDIDATES,
         "unproven": len(set(nearest_runs.unproven) & {m.run.run_id for m in own_current})}
     return supported(

@@ -38,12 +38,13 @@ class DiagramDistances:
 
 
 def h1_wasserstein(runs: Sequence[RunData], comparison: StoreComparison | None) -> np.ndarray:
-    """The H1 Wasserstein matrix between ``runs``: from the comparison when it covers them all
-    with their current diagrams, else computed here."""
+    """The H1 Wasserstein matrix between ``runs``: from the comparison when its matrices cover
+    them all (all pairs, or a sample holding these runs) with their current diagrams, else
+    computed here."""
     if comparison is not None and (1, "wasserstein") in comparison.matrices:
-        index = {run_id: i for i, run_id in enumerate(comparison.run_ids)}
-        if all(r.run_id in index and comparison.diagram_hashes[index[r.run_id]] == diagram_hash(r.diagram)
-               for r in runs):
+        hashes = dict(zip(comparison.run_ids, comparison.diagram_hashes, strict=True))
+        index = {run_id: i for i, run_id in enumerate(comparison.matrix_ids)}
+        if all(r.run_id in index and hashes[r.run_id] == diagram_hash(r.diagram) for r in runs):
             rows = [index[r.run_id] for r in runs]
             return comparison.matrices[(1, "wasserstein")][np.ix_(rows, rows)]
     return diagram_distance_matrix([finite_bars(r.diagram, 1) for r in runs], "wasserstein")
