@@ -67,38 +67,53 @@ def pair_sample(runs: Sequence[RunData]) -> list[RunData]:
     return [run for i, run in enumerate(runs) if i in chosen]
 
 
+@dataclass(frozen=True)
+class KeptMatrix:
+    """A distance matrix between runs (``run_ids`` order), and the hashes (``diagram_hash``) of
+    the diagrams it was computed from."""
+
+    run_ids: tuple[str, ...]
+    diagram_hashes: tuple[str, ...]
+    matrix: np.ndarray
+
+
+def reuse_pairs(run_ids: Sequence[str], hashes: Sequence[str], diagrams: Sequence[np.ndarray], metric: str,
+                previous: KeptMatrix | None) -> np.ndarray:
+    """The (n, n) distance matrix of ``diagrams`` (those of ``run_ids``, with ``hashes``): the pairs
+    of runs whose diagram is unchanged since ``previous`` are taken from it, the others computed."""
+    position = {} if previous is None else {run_id: i for i, run_id in enumerate(previous.run_ids)}
+    done = [i for i, (run_id, digest) in enumerate(zip(run_ids, hashes, strict=True))
+            if run_id in position and previous.diagram_hashes[position[run_id]] == digest]
+    todo = sorted(set(range(len(run_ids))) - set(done))
+    matrix = np.zeros((len(run_ids), len(run_ids)))
+    if done:
+        old = [position[run_ids[i]] for i in done]
+        matrix[np.ix_(done, done)] = previous.matrix[np.ix_(old, old)]
+    if todo:
+        matrix[np.ix_(todo, todo)] = diagram_distance_matrix([diagrams[i] for i in todo], metric)
+    if todo and done:
+        across = diagram_distance_matrix([diagrams[i] for i in todo], metric, others=[diagrams[i] for i in done])
+        matrix[np.ix_(todo, done)] = across
+        matrix[np.ix_(done, todo)] = across.T
+    return matrix
+
+
 def _distance_matrices(runs: Sequence[RunData], hashes: Sequence[str],
                        previous: StoreComparison | None) -> dict[tuple[int, str], np.ndarray]:
     """(dim, metric) → (n, n) matrix over ``runs``, reusing ``previous`` for pairs of runs in its
     matrices whose diagrams did not change."""
-    position: dict[str, int] = {}
-    previous_hash: dict[str, str] = {}
+    run_ids = [run.run_id for run in runs]
+    previous_hashes: tuple[str, ...] = ()
     if previous is not None:
-        position = {run_id: i for i, run_id in enumerate(previous.matrix_ids)}
-        previous_hash = dict(zip(previous.run_ids, previous.diagram_hashes, strict=True))
-    kept = [i for i, (run, digest) in enumerate(zip(runs, hashes, strict=True))
-            if run.run_id in position and previous_hash[run.run_id] == digest]
-    new = sorted(set(range(len(runs))) - set(kept))
-    old_index = np.array([position[runs[i].run_id] for i in kept], dtype=np.int64)
+        by_id = dict(zip(previous.run_ids, previous.diagram_hashes, strict=True))
+        previous_hashes = tuple(by_id[run_id] for run_id in previous.matrix_ids)
     matrices = {}
     for dim in HOMOLOGY_DIMS:
         diagrams = [_bars(run, dim) for run in runs]
         for metric in METRICS:
-            matrix = np.zeros((len(runs), len(runs)))
             stored = previous.matrices.get((dim, metric)) if previous is not None else None
-            if stored is None:
-                todo, done = list(range(len(runs))), []
-            else:
-                todo, done = new, kept
-                matrix[np.ix_(done, done)] = stored[np.ix_(old_index, old_index)]
-            if todo:
-                matrix[np.ix_(todo, todo)] = diagram_distance_matrix([diagrams[i] for i in todo], metric)
-            if todo and done:
-                across = diagram_distance_matrix([diagrams[i] for i in todo], metric,
-                                                 others=[diagrams[i] for i in done])
-                matrix[np.ix_(todo, done)] = across
-                matrix[np.ix_(done, todo)] = across.T
-            matrices[(dim, metric)] = matrix
+            kept = None if stored is None else KeptMatrix(previous.matrix_ids, previous_hashes, stored)
+            matrices[(dim, metric)] = reuse_pairs(run_ids, hashes, diagrams, metric, kept)
     return matrices
 
 

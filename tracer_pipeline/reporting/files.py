@@ -9,16 +9,19 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tracer_pipeline.reporting.distance_cache import DistanceCache
 from tracer_pipeline.reporting.figure_cache import MANIFEST
 from tracer_pipeline.reporting.report import ExperimentReport
 
 JSON_NAME = "report.json"
 
 
-def write_report(report: ExperimentReport, folder: Path, figure_keys: dict[str, str] | None = None) -> Path:
+def write_report(report: ExperimentReport, folder: Path, figure_keys: dict[str, str] | None = None,
+                 distances: DistanceCache | None = None) -> Path:
     """Write the Markdown, its figures and the JSON findings into ``folder`` (replacing an older
-    report there), and the figures' keys (``FigureCache.keys``), so that the next report redraws
-    only the figures whose data changed; returns the Markdown's path.
+    report there), and the figures' keys (``FigureCache.keys``) and the diagram distances it
+    computed (``DistanceCache``), so that the next report redraws only the figures whose data
+    changed and computes only the distances of new or changed runs; returns the Markdown's path.
 
     The report is written beside ``folder`` and then renamed into place, so a reader never sees
     half a report, and processes writing the same experiment's report at once (each from the
@@ -32,6 +35,8 @@ def write_report(report: ExperimentReport, folder: Path, figure_keys: dict[str, 
                                    encoding="utf-8")
     if figure_keys:
         (fresh / MANIFEST).write_text(json.dumps(figure_keys, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    if distances is not None:
+        distances.write(fresh)
     (fresh / "report.md").write_text(report.markdown, encoding="utf-8")
     fresh.chmod(0o755)  # mkdtemp's folder is private; a report folder is not
     old = fresh.with_name(fresh.name + ".old")

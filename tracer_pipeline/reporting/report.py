@@ -34,6 +34,7 @@ from pathlib import Path
 from PIL import Image
 
 from tracer_pipeline.reporting.data import ExperimentData, Report
+from tracer_pipeline.reporting.distance_cache import DistanceCache
 from tracer_pipeline.reporting.figure_cache import FigureCache
 from tracer_pipeline.reporting.findings import SECTIONS, Finding, notice
 from tracer_pipeline.reporting.measures import FACTORS, RunMeasures, measure_run
@@ -61,7 +62,7 @@ FIGURE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
 
 
 def build_report(data: ExperimentData, comparison: StoreComparison | None,
-                 figures: FigureCache | None = None) -> Report:
+                 figures: FigureCache | None = None, distances: DistanceCache | None = None) -> Report:
     """The experiment's report for one embedding model: Markdown answering the questions (module
     docstring), its figures as PNG bytes keyed by file name, its tables as flat rows, and one
     :class:`~tracer_pipeline.reporting.findings.Finding` per section (``findings.SECTIONS``) that
@@ -80,10 +81,12 @@ def build_report(data: ExperimentData, comparison: StoreComparison | None,
 
     ``figures``, when given, supplies the figures whose data did not change since the report it
     was loaded from (:mod:`.figure_cache`), so only the others are drawn; the report is the same.
+    ``distances``, likewise, supplies the diagram distances between the experiment's runs that
+    the store comparison does not hold (:mod:`.distance_cache`).
     """
     report = Report(title=f"{data.name} — {data.embedding_model}", markdown="")
     measures = [measure_run(run) for run in data.runs]
-    shape = topology.diagram_distances(data.runs, comparison)
+    shape = topology.diagram_distances(data.runs, comparison, distances, data.embedding_model)
     with figures.active() if figures is not None else contextlib.nullcontext():
         lines = overview.section(report, data, measures)
         lines += drift.section(report, measures)
@@ -200,14 +203,17 @@ def across_lines(finding: Finding) -> list[str]:
 
 
 def experiment_report(
-    items: Sequence[tuple[ExperimentData, StoreComparison | None]], figures: FigureCache | None = None
+    items: Sequence[tuple[ExperimentData, StoreComparison | None]], figures: FigureCache | None = None,
+    distances: DistanceCache | None = None,
 ) -> ExperimentReport:
     """The report of one experiment over each of its embedding models: ``items`` holds one
     (data, store comparison) pair per model, all of the same experiment. With ``figures``, only
-    figures whose data changed since the last report are drawn."""
+    figures whose data changed since the last report are drawn; with ``distances``, only the
+    diagram distances that involve new or changed runs are computed."""
     if not items:
         raise ValueError("an experiment report needs at least one embedding model")
-    reports = {data.embedding_model: build_report(data, comparison, figures) for data, comparison in items}
+    reports = {data.embedding_model: build_report(data, comparison, figures, distances)
+               for data, comparison in items}
     result = ExperimentReport(items[0][0].name, reports)
     if len(items) > 1:
         measures = {data.embedding_model: [measure_run(run) for run in data.runs] for data, _ in items}

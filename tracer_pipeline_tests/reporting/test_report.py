@@ -255,3 +255,57 @@ def test_the_semantic_baseline_takes_the_pairs_of_a_sample_above_the_limit(monke
     monkeypatch.setattr(compare, "MAX_ALL_PAIRS_RUNS", 1000)
     assert bounded == first_output_similarity([m for m in measures if m.run.run_id in sampled])
     assert bounded != first_output_similarity(measures)
+
+
+def test_an_experiments_distances_outside_the_comparisons_sample_are_kept_for_the_next_report(
+        monkeypatch, tmp_path) -> None:
+    """In a store above the limit an experiment's own runs need not be in the comparison's sample:
+    their distances are computed once, kept beside the report (``.distances.npz``), and the next
+    report computes only the pairs of new or changed runs, with the same findings."""
+    from tracer_pipeline.reporting.distance_cache import MANIFEST, DistanceCache
+    from tracer_pipeline.reporting.files import write_report
+    from tracer_pipeline.reporting.report import experiment_report
+
+    data = small_experiment()
+    monkeypatch.setattr(compare, "MAX_ALL_PAIRS_RUNS", 6)
+    comparison = compare_store(data.store_runs, embedding_model=data.embedding_model)
+    first = DistanceCache()
+    plain = build_report(data, comparison)
+    kept = build_report(data, comparison, distances=first)
+    assert kept.sections["diagram_distances"].figures == plain.sections["diagram_distances"].figures
+    assert set(first.current) == {data.embedding_model}  # not covered by the comparison's sample: computed
+    write_report(experiment_report([(data, comparison)], distances=first), tmp_path / "small", distances=first)
+    assert (tmp_path / "small" / MANIFEST).is_file()
+    loaded = DistanceCache.load(tmp_path / "small")
+    [(key, matrix)] = loaded.previous.items()
+    assert key == data.embedding_model and matrix.run_ids == first.current[key].run_ids
+    np.testing.assert_array_equal(matrix.matrix, first.current[key].matrix)
+
+    calls: list[int] = []
+    computing = compare.diagram_distance_matrix
+
+    def counted(diagrams, metric, others=None, **kwargs):
+        calls.append(len(diagrams) * (len(others) if others is not None else (len(diagrams) - 1) / 2))
+        return computing(diagrams, metric, others=others, **kwargs)
+
+    monkeypatch.setattr(compare, "diagram_distance_matrix", counted)
+    again = build_report(data, comparison, distances=loaded)
+    assert calls == [] and set(loaded.current) == {data.embedding_model}
+    assert again.sections["diagram_distances"].figures == plain.sections["diagram_distances"].figures
+
+    # One compared run's diagram changed: only its pairs with the others are computed.
+    old = compare.pair_sample(data.runs)[0]
+    new = make_run(old.run_id, wander(np.random.default_rng(5), basis(4), 16, 0.35), network=old.network,
+                   prompt=old.prompt, seed=old.seed, order=old.order)
+    runs = [new if r.run_id == old.run_id else r for r in data.runs]
+    changed = dataclasses.replace(data, runs=runs, store_runs=[*data.store_runs[:2], *runs])
+    compared = compare_store(changed.store_runs, embedding_model=data.embedding_model)
+    calls.clear()
+    sampled = build_report(changed, compared, distances=DistanceCache.load(tmp_path / "small")).sections
+    monkeypatch.setattr(compare, "diagram_distance_matrix", computing)
+    assert sampled["diagram_distances"].figures == build_report(changed, compared).sections["diagram_distances"].figures
+    assert sum(calls) == sampled["diagram_distances"].figures["runs"] - 1
+
+    assert DistanceCache.load(tmp_path / "none").previous == {}
+    (tmp_path / "small" / MANIFEST).write_bytes(b"not an npz")
+    assert DistanceCache.load(tmp_path / "small").previous == {}

@@ -114,7 +114,8 @@ def experiment_report(
     whether its data can support an answer. Shown here and written to
     ``<data dir>/reports/<experiment>/report.md`` with ``report.json`` (the same findings).
     Skipped when nothing it is computed from changed (the report on disk is kept); otherwise
-    only figures whose data changed are drawn again."""
+    only figures whose data changed are drawn again, and only the diagram distances between its
+    runs that the store comparison does not hold and the last report did not keep are computed."""
     started = time.perf_counter()
     trace = store.get_store()
     experiment = context.partition_key
@@ -125,6 +126,7 @@ def experiment_report(
         context.log.info(f"report of {experiment} already current: nothing it is computed from changed")
         return _skipped(fingerprint, started, path=dg.MetadataValue.path(str(path)))
 
+    from tracer_pipeline.reporting.distance_cache import DistanceCache
     from tracer_pipeline.reporting.figure_cache import FigureCache
     from tracer_pipeline.reporting.files import write_report
     from tracer_pipeline.reporting.findings import SECTIONS
@@ -138,8 +140,9 @@ def experiment_report(
         data = experiment_data(trace, experiment, model)
         items.append((data, trace.comparison(data.embedding_model)))
     figures = FigureCache.load(folder)
-    report = experiment_report_of(items, figures)
-    path = write_report(report, folder, figures.keys(report.figures))
+    distances = DistanceCache.load(folder)
+    report = experiment_report_of(items, figures, distances)
+    path = write_report(report, folder, figures.keys(report.figures), distances)
     trace.put_report(report.experiment, ",".join(report.embedding_models), report.markdown, report.tables)
     valid = {model: sum(f.valid for f in r.sections.values()) for model, r in report.reports.items()}
     return dg.MaterializeResult(

@@ -12,6 +12,7 @@ from tracer_pipeline.analysis.diagram_distances import diagram_distance_matrix
 from tracer_pipeline.analysis.surrogates import surrogate_total_persistence
 from tracer_pipeline.reporting.compare import diagram_hash, pair_sample
 from tracer_pipeline.reporting.data import RunData
+from tracer_pipeline.reporting.distance_cache import DistanceCache
 from tracer_pipeline.reporting.findings import (
     MIN_H1_FRACTION,
     MIN_POINTS,
@@ -37,17 +38,22 @@ class DiagramDistances:
     finding: Finding
 
 
-def h1_wasserstein(runs: Sequence[RunData], comparison: StoreComparison | None) -> np.ndarray:
+def h1_wasserstein(runs: Sequence[RunData], comparison: StoreComparison | None,
+                   distances: DistanceCache | None = None, key: str = "") -> np.ndarray:
     """The H1 Wasserstein matrix between ``runs``: from the comparison when its matrices cover
     them all (all pairs, or a sample holding these runs) with their current diagrams, else
-    computed here."""
+    computed here, with ``distances`` (under ``key``) reusing the pairs of the previous report's."""
+    hashes = [diagram_hash(r.diagram) for r in runs]
     if comparison is not None and (1, "wasserstein") in comparison.matrices:
-        hashes = dict(zip(comparison.run_ids, comparison.diagram_hashes, strict=True))
+        compared = dict(zip(comparison.run_ids, comparison.diagram_hashes, strict=True))
         index = {run_id: i for i, run_id in enumerate(comparison.matrix_ids)}
-        if all(r.run_id in index and hashes[r.run_id] == diagram_hash(r.diagram) for r in runs):
+        if all(r.run_id in index and compared[r.run_id] == digest for r, digest in zip(runs, hashes, strict=True)):
             rows = [index[r.run_id] for r in runs]
             return comparison.matrices[(1, "wasserstein")][np.ix_(rows, rows)]
-    return diagram_distance_matrix([finite_bars(r.diagram, 1) for r in runs], "wasserstein")
+    bars = [finite_bars(r.diagram, 1) for r in runs]
+    if distances is None:
+        return diagram_distance_matrix(bars, "wasserstein")
+    return distances.matrix(key, [r.run_id for r in runs], hashes, bars)
 
 
 def surrogate_persistence(run: RunData) -> float | None:
@@ -58,7 +64,8 @@ def surrogate_persistence(run: RunData) -> float | None:
     return surrogate_total_persistence(run.run_id, trajectory_rows(run))
 
 
-def diagram_distances(runs: Sequence[RunData], comparison: StoreComparison | None) -> DiagramDistances:
+def diagram_distances(runs: Sequence[RunData], comparison: StoreComparison | None,
+                      distances: DistanceCache | None = None, key: str = "") -> DiagramDistances:
     """Diagram distances between ``runs`` (this experiment's) with diagrams, of outputs the
     embedder is suited to, and whether they say anything: at least two runs, and at least
     ``MIN_H1_FRACTION`` of them with a finite H1 bar. Baseline: each run's total H1 persistence
@@ -70,7 +77,7 @@ def diagram_distances(runs: Sequence[RunData], comparison: StoreComparison | Non
     with_diagram = pair_sample(every)
     with_h1 = [r for r in with_diagram if finite_bars(r.diagram, 1).size]
     points = [int(trajectory_rows(r).shape[0]) for r in with_diagram]
-    matrix = h1_wasserstein(with_diagram, comparison) if len(with_diagram) >= 2 else None
+    matrix = h1_wasserstein(with_diagram, comparison, distances, key) if len(with_diagram) >= 2 else None
     pairs = matrix[np.triu_indices(len(with_diagram), k=1)] if matrix is not None else np.zeros(0)
     totals = [float(np.sum(np.diff(finite_bars(r.diagram, 1), axis=1))) for r in with_h1]
     surrogates = {r.run_id: surrogate_persistence(r) for r in with_h1}
