@@ -86,6 +86,8 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None, launch: 
                                               dagster_runs or obj.settings.gpu_pool_size)
             else:
                 failures = launcher.trace(registration.partition_keys, experiment.name)
+        # Minutes for thousands of long runs the first time (the store comparison's distances).
+        click.echo("comparing the store's runs and writing the report…", err=True)
         report = launcher.report(experiment.name)
     except KeyboardInterrupt:
         if launch:
