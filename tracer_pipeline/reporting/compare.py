@@ -119,13 +119,14 @@ def _distance_matrices(runs: Sequence[RunData], hashes: Sequence[str],
 
 def _nearest_runs(runs: Sequence[RunData], hashes: Sequence[str], previous: StoreComparison | None
                   ) -> tuple[dict[str, tuple[tuple[str, float], ...]], frozenset[str]]:
-    """Each run with a diagram: its ``NEAREST_STORED`` nearest earlier runs by H1 Wasserstein
-    distance among ``NEAREST_CANDIDATES`` candidates, and the runs whose answer is unproven.
+    """Each run with a diagram of outputs its embedding model is suited to (the runs the report
+    asks about): its ``NEAREST_STORED`` nearest earlier runs among them by H1 Wasserstein distance,
+    searched among ``NEAREST_CANDIDATES`` candidates, and the runs whose answer is unproven.
 
     A run's answer depends on itself and the runs before it only, so ``previous``'s is kept for
     every run earlier than the first new or changed one (all are searched again when a run that
     had a diagram then has none now, e.g. a deleted one)."""
-    with_diagram = [i for i, run in enumerate(runs) if run.diagram]
+    with_diagram = [i for i, run in enumerate(runs) if run.diagram and run.embedder_unsuited is None]
     ids = [runs[i].run_id for i in with_diagram]
     keys = np.array([runs[i].order for i in with_diagram])
     kept: dict[str, tuple[tuple[str, float], ...]] = {}

@@ -151,8 +151,9 @@ class StoreComparison:
 
     Without all pairs, ``nearest`` holds each run's nearest earlier runs by H1 Wasserstein
     distance (run id → up to ``NEAREST_STORED`` (earlier run id, distance), nearest first; every
-    run with a diagram) searched among candidates, and ``unproven`` the runs whose answer is not
-    proven to be that of all pairs (``reporting.compare``); both are None and empty with all pairs.
+    run with a diagram of outputs its embedding model is suited to) searched among candidates,
+    and ``unproven`` the runs whose answer is not proven to be that of all pairs
+    (``reporting.compare``); both are None and empty with all pairs.
     """
 
     embedding_model: str

@@ -120,6 +120,13 @@ def test_above_the_all_pairs_limit_the_comparison_keeps_a_sample_and_each_runs_n
     # More neighbours than are kept: searched when asked, the same answer as all pairs.
     assert nearest_earlier_by_diagram(bounded, runs, k=2) == nearest_earlier_by_diagram(full, runs, k=2)
 
+    # Runs whose outputs the embedding model cannot place take no part, as in the report.
+    unsuited = [dataclasses.replace(r, embedder_unsuited="blind") if r.order % 5 == 0 else r for r in runs]
+    suited = [r for r in unsuited if r.embedder_unsuited is None]
+    kept = compare_store(unsuited, embedding_model="m")
+    assert set(kept.nearest) == {r.run_id for r in suited}
+    assert nearest_earlier_by_diagram(kept, suited, k=1) == nearest_earlier_by_diagram(full, suited, k=1)
+
     monkeypatch.setattr(compare, "NEAREST_CANDIDATES", 3)
     few = compare_store(runs, embedding_model="m")
     found = nearest_earlier_by_diagram(few, runs, k=1)
