@@ -12,6 +12,7 @@ pairs that involve new or changed diagrams (``compare.reuse_pairs``); the values
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -40,7 +41,7 @@ class DistanceCache:
                     str(key): KeptMatrix(tuple(str(r) for r in arrays[f"{i}_run_ids"]),
                                          tuple(str(h) for h in arrays[f"{i}_hashes"]), arrays[f"{i}_matrix"])
                     for i, key in enumerate(arrays["keys"])}
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             return cls()
         return cls(previous)
 

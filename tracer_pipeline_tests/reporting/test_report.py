@@ -309,3 +309,5 @@ def test_an_experiments_distances_outside_the_comparisons_sample_are_kept_for_th
     assert DistanceCache.load(tmp_path / "none").previous == {}
     (tmp_path / "small" / MANIFEST).write_bytes(b"not an npz")
     assert DistanceCache.load(tmp_path / "small").previous == {}
+    (tmp_path / "small" / MANIFEST).write_bytes(b"PK\x03\x04 a zip cut short")
+    assert DistanceCache.load(tmp_path / "small").previous == {}
