@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -71,6 +71,10 @@ import numpy as np
 
 DiagramMetric = Literal["bottleneck", "wasserstein"]
 METRICS: tuple[DiagramMetric, ...] = ("bottleneck", "wasserstein")
+# Pairs computed between two calls of a ``progress`` callback.
+PAIRS_PER_STEP = 20_000
+# progress(done, total): called with 0 before the first pair and after each step of pairs.
+Progress = Callable[[int, int], None]
 
 
 @numba.njit(cache=True)
@@ -386,6 +390,7 @@ def diagram_distance_matrix(
     others: Sequence[np.ndarray] | None = None,
     threads: int | None = None,
     h0_by_sorting: bool = True,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """All pairwise distances between diagrams of one homology dimension, in parallel.
 
@@ -400,6 +405,8 @@ def diagram_distance_matrix(
             core this process may run on.
         h0_by_sorting: pairs of diagrams whose bars are all born at 0 (Rips H0) take the sorted
             kernels (module docstring); False forces the general matching, to check or time them.
+        progress: told how many pairs are done, ``PAIRS_PER_STEP`` at a time (the values are
+            the same as without).
 
     Returns:
         float64 distance matrix.
@@ -408,11 +415,11 @@ def diagram_distance_matrix(
     count = len(diagrams)
     if others is None:
         first, second = np.triu_indices(count, k=1)
-        values = diagram_distances_of_pairs(diagrams, metric, first, second, threads, h0_by_sorting)
+        values = diagram_distances_of_pairs(diagrams, metric, first, second, threads, h0_by_sorting, progress)
     else:
         first, second = np.divmod(np.arange(count * len(others)), len(others))
         values = diagram_distances_of_pairs([*diagrams, *others], metric, first, second + count, threads,
-                                            h0_by_sorting)
+                                            h0_by_sorting, progress)
     if others is not None:
         return values.reshape(count, len(others))
     matrix = np.zeros((count, count))
@@ -428,6 +435,7 @@ def diagram_distances_of_pairs(
     second: np.ndarray,
     threads: int | None = None,
     h0_by_sorting: bool = True,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """The distances between ``diagrams[first[k]]`` and ``diagrams[second[k]]`` for every k, in
     parallel (``diagram_distance_matrix``'s kernel and arguments): for chosen pairs, where all of
@@ -442,18 +450,25 @@ def diagram_distances_of_pairs(
     second = np.asarray(second, dtype=np.int64)
     values = np.empty(first.size)
     bottleneck = metric == "bottleneck"
+    step = first.size if progress is None else PAIRS_PER_STEP
 
     # Thread w takes pairs w, w + workers, …: costly pairs (large diagrams) cluster by run, and
     # interleaving spreads them over the threads.
-    def run(worker: int) -> None:
-        values[worker::workers] = _distances_for_pairs(
-            bars, offsets, born_at_zero, first[worker::workers].copy(),
-            second[worker::workers].copy(), bottleneck,
+    def run(worker: int, start: int, stop: int) -> None:
+        values[start + worker:stop:workers] = _distances_for_pairs(
+            bars, offsets, born_at_zero, first[start + worker:stop:workers].copy(),
+            second[start + worker:stop:workers].copy(), bottleneck,
         )
 
+    if progress is not None:
+        progress(0, first.size)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for done in [pool.submit(run, worker) for worker in range(workers)]:
-            done.result()
+        for start in range(0, first.size, max(step, 1)):
+            stop = min(start + step, first.size)
+            for done in [pool.submit(run, worker, start, stop) for worker in range(workers)]:
+                done.result()
+            if progress is not None:
+                progress(stop, first.size)
     return values
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from tracer_pipeline.analysis.diagram_distances import (
     DiagramMetric,
+    Progress,
     diagram_distances_of_pairs,
     distance_lower_bounds,
 )
@@ -54,11 +55,13 @@ def nearest_earlier_by_candidates(
     k: int = 1,
     candidates: int = 64,
     queries: Sequence[int] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[list[list[tuple[int, float]]], np.ndarray]:
     """``nearest_earlier_runs`` without all pairs: each run against at most ``candidates`` earlier
     runs, those whose lower bound (``distance_lower_bounds``) is closest to its own. With
     ``queries``, only those runs are answered (the others get no neighbours and count as proven):
-    every run still takes part as a candidate.
+    every run still takes part as a candidate. ``progress`` is told how many distances are done
+    (``diagram_distances_of_pairs``).
 
     The answer of a run is proven to be that of all pairs when every earlier run was a candidate,
     or when the k-th distance found is below the lower bound of every earlier run left out (with a
@@ -115,7 +118,7 @@ def nearest_earlier_by_candidates(
     first = np.concatenate([np.full(js.size, i, dtype=np.int64) for i, js in chosen])
     second = np.concatenate([js for _, js in chosen]).astype(np.int64)
     low, high = np.minimum(first, second), np.maximum(first, second)
-    values = diagram_distances_of_pairs(diagrams, metric, low, high)
+    values = diagram_distances_of_pairs(diagrams, metric, low, high, progress=progress)
     offset = 0
     for i, js in chosen:
         d = values[offset: offset + js.size]

@@ -69,7 +69,7 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None, launch: 
     if _already_current(obj, store, experiment):
         return
     from tracer_pipeline.cli.launcher import Launcher
-    from tracer_pipeline.cli.progress import ProgressBars
+    from tracer_pipeline.cli.progress import PairsBar, ProgressBars
 
     launcher = Launcher(obj.settings, obj.verbose)
     launcher.release_abandoned_runs()
@@ -88,7 +88,8 @@ def run_experiment(obj: Context, config: Path, db_url_here: str | None, launch: 
                 failures = launcher.trace(registration.partition_keys, experiment.name)
         # Minutes for thousands of long runs the first time (the store comparison's distances).
         click.echo("comparing the store's runs and writing the report…", err=True)
-        report = launcher.report(experiment.name)
+        with PairsBar():
+            report = launcher.report(experiment.name)
     except KeyboardInterrupt:
         if launch:
             click.echo("\nstopped following: the submitted Dagster runs go on (see the UI's Runs page).", err=True)
@@ -245,7 +246,10 @@ def report_command(obj: Context, experiment: str, out: Path | None, as_json: boo
         if embedding_model not in models:
             fail(f"--embedding-model: experiment {experiment} does not use {embedding_model}; it uses "
                  f"{', '.join(models)}", code=2)
-    outcome = Launcher(obj.settings, obj.verbose).report(experiment, embedding_model)
+    from tracer_pipeline.cli.progress import PairsBar
+
+    with PairsBar():
+        outcome = Launcher(obj.settings, obj.verbose).report(experiment, embedding_model)
     if outcome.failure:
         fail(outcome.failure)
     path = outcome.path

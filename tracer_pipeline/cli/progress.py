@@ -40,6 +40,8 @@ class ProgressBars:
             self._shrink("invocations", amount)
             self._shrink("embeddings", round(amount * self._share.get(run_id, 0.0)))
             return
+        if what not in self.bars:
+            return
         bar = self.bars[what]
         bar.update(amount)
         if bar.total is not None and bar.n > bar.total:
@@ -49,3 +51,36 @@ class ProgressBars:
         bar = self.bars[name]
         bar.total = max(bar.n, (bar.total or 0) - amount)
         bar.refresh()
+
+
+class PairsBar:
+    """One bar for the diagram distances the store comparison and the report compute, shown from
+    the first one planned (none when everything is reused); its total grows as each matrix or
+    search starts."""
+
+    def __init__(self):
+        self.bar = None
+        self._listening = progress.listening(self)
+
+    def __enter__(self) -> PairsBar:
+        self._listening.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._listening.__exit__(*exc)
+        if self.bar is not None:
+            self.bar.close()
+
+    def advance(self, what: str, amount: int, run_id: str | None) -> None:
+        if what not in ("pairs_planned", "pairs"):
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=0, desc="distances", bar_format=BAR_FORMAT, leave=True,
+                            disable=not sys.stderr.isatty())
+        if what == "pairs_planned":
+            self.bar.total += amount
+            self.bar.refresh()
+        else:
+            self.bar.update(amount)

@@ -24,11 +24,12 @@ from scipy.spatial.distance import cdist
 
 from tracer_pipeline.analysis.attractors import find_attractors
 from tracer_pipeline.analysis.cosine import unit_rows
-from tracer_pipeline.analysis.diagram_distances import METRICS, diagram_distance_matrix
+from tracer_pipeline.analysis.diagram_distances import METRICS, Progress, diagram_distance_matrix
 from tracer_pipeline.analysis.nearest_runs import nearest_earlier_by_candidates, nearest_earlier_runs
 from tracer_pipeline.reporting.data import RunData
 from tracer_pipeline.reporting.measures import MODALITIES, end_state
 from tracer_pipeline.store import AttractorData, StoreComparison
+from tracer_pipeline.tracing import progress
 
 HOMOLOGY_DIMS = (0, 1)
 DEFAULT_ATTRACTOR_THRESHOLD = 0.1
@@ -67,6 +68,23 @@ def pair_sample(runs: Sequence[RunData]) -> list[RunData]:
     return [run for i, run in enumerate(runs) if i in chosen]
 
 
+def pairs_progress() -> Progress:
+    """A ``progress`` callback for one computation of diagram distances that tells this process's
+    progress listeners (``tracing.progress``) the pairs it plans (``pairs_planned``) and then
+    those it has done (``pairs``): the store comparison of thousands of long runs takes minutes."""
+    reported = 0
+
+    def step(done: int, total: int) -> None:
+        nonlocal reported
+        if done == 0:
+            progress.report("pairs_planned", total)
+        else:
+            progress.report("pairs", done - reported)
+        reported = done
+
+    return step
+
+
 @dataclass(frozen=True)
 class KeptMatrix:
     """A distance matrix between runs (``run_ids`` order), and the hashes (``diagram_hash``) of
@@ -90,9 +108,11 @@ def reuse_pairs(run_ids: Sequence[str], hashes: Sequence[str], diagrams: Sequenc
         old = [position[run_ids[i]] for i in done]
         matrix[np.ix_(done, done)] = previous.matrix[np.ix_(old, old)]
     if todo:
-        matrix[np.ix_(todo, todo)] = diagram_distance_matrix([diagrams[i] for i in todo], metric)
+        matrix[np.ix_(todo, todo)] = diagram_distance_matrix([diagrams[i] for i in todo], metric,
+                                                             progress=pairs_progress())
     if todo and done:
-        across = diagram_distance_matrix([diagrams[i] for i in todo], metric, others=[diagrams[i] for i in done])
+        across = diagram_distance_matrix([diagrams[i] for i in todo], metric, others=[diagrams[i] for i in done],
+                                         progress=pairs_progress())
         matrix[np.ix_(todo, done)] = across
         matrix[np.ix_(done, todo)] = across.T
     return matrix
@@ -142,7 +162,7 @@ def _nearest_runs(runs: Sequence[RunData], hashes: Sequence[str], previous: Stor
     queries = [p for p, run_id in enumerate(ids) if run_id not in kept]
     neighbours, proven = nearest_earlier_by_candidates(
         [_bars(runs[i], 1) for i in with_diagram], "wasserstein", keys, NEAREST_STORED, NEAREST_CANDIDATES,
-        queries=queries)
+        queries=queries, progress=pairs_progress())
     nearest = {run_id: kept[run_id] if run_id in kept else tuple((ids[j], d) for j, d in neighbours[p])
                for p, run_id in enumerate(ids)}
     unproven = {run_id for run_id in previous.unproven if run_id in kept} if kept else set()

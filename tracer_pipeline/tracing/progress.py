@@ -91,8 +91,10 @@ def experiment_progress(store: TraceStore, name: str, now: datetime | None = Non
 
 class ProgressListener(Protocol):
     def advance(self, what: str, amount: int, run_id: str | None) -> None:
-        """``what``: ``invocations``, ``embeddings`` or ``diagrams`` stored, ``runs`` finished, or
-        ``shortfall``: invocations a run stopped short of its target (stuck or failed)."""
+        """``what``: ``invocations``, ``embeddings`` or ``diagrams`` stored, ``runs`` finished,
+        ``shortfall``: invocations a run stopped short of its target (stuck or failed), or
+        ``pairs_planned`` and ``pairs``: diagram distances a comparison is about to compute and
+        has computed (``reporting.compare.pairs_progress``)."""
 
 
 _listeners: list[ProgressListener] = []
@@ -109,6 +111,7 @@ def listening(listener: ProgressListener) -> Iterator[None]:
 
 
 def report(what: str, amount: int = 1, run_id: str | None = None) -> None:
-    """Called by the engine after each commit; costs nothing when nobody listens."""
+    """Called by the engine after each commit (and by the comparisons as they go); costs nothing
+    when nobody listens."""
     for listener in _listeners:
         listener.advance(what, amount, run_id)

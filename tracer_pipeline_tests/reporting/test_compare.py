@@ -178,3 +178,38 @@ def test_nearest_earlier_end_state_in_blocks_equals_all_pairs(monkeypatch) -> No
     monkeypatch.setattr(compare, "END_STATE_BLOCK", 4)
     assert nearest_earlier_by_end_state(runs, "image", k=3) == whole
     assert whole["r0"] == [] and len(whole["r29"]) == 3
+
+
+def test_a_comparison_reports_its_distances_as_it_goes_with_the_same_values(monkeypatch) -> None:
+    """The comparison tells progress listeners how many diagram distances each computation plans
+    and has done, a step of pairs at a time; computed in steps, every value is the same, and the
+    command line's bar adds them up."""
+    from tracer_pipeline.analysis import diagram_distances
+    from tracer_pipeline.cli.progress import PairsBar
+    from tracer_pipeline.tracing import progress
+
+    runs = _runs(40)
+    monkeypatch.setattr(compare, "MAX_ALL_PAIRS_RUNS", 30)
+    whole = compare_store(runs, embedding_model="m")
+
+    class Recorder:
+        def __init__(self):
+            self.events = []
+
+        def advance(self, what, amount, run_id):
+            self.events.append((what, amount))
+
+    monkeypatch.setattr(diagram_distances, "PAIRS_PER_STEP", 7)
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    recorder = Recorder()
+    with progress.listening(recorder), PairsBar() as bar:
+        stepped = compare_store(runs, embedding_model="m")
+    planned = sum(n for what, n in recorder.events if what == "pairs_planned")
+    done = [n for what, n in recorder.events if what == "pairs"]
+    # The sample's 435 pairs for each of 4 matrices, and 39 searches of 1 to 39 earlier runs.
+    assert planned == sum(done) == 4 * 435 + sum(range(1, 40))
+    assert max(done) == 7 and len(done) > planned // 7
+    assert (bar.bar.n, bar.bar.total) == (planned, planned)
+    for key, matrix in whole.matrices.items():
+        np.testing.assert_array_equal(stepped.matrices[key], matrix)
+    assert stepped.nearest == whole.nearest
