@@ -3,7 +3,9 @@ reports (nothing is polled from the store while the work runs)."""
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import TextIO
 
 from tracer_pipeline.store import TraceStore
 from tracer_pipeline.tracing import progress
@@ -58,8 +60,17 @@ class PairsBar:
     the first one planned (none when everything is reused); its total grows as each matrix or
     search starts."""
 
-    def __init__(self):
+    def __init__(self, stream: TextIO | None = None):
         self.bar = None
+        # The bar appears inside a Dagster step, whose log capture redirects the process's
+        # stderr: it draws on a copy of it taken before.
+        self._own_stream = stream is None
+        if stream is None:
+            try:
+                stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+            except (OSError, ValueError):  # stderr without a file descriptor: no bar
+                self._own_stream = False
+        self._stream = stream
         self._listening = progress.listening(self)
 
     def __enter__(self) -> PairsBar:
@@ -70,6 +81,8 @@ class PairsBar:
         self._listening.__exit__(*exc)
         if self.bar is not None:
             self.bar.close()
+        if self._own_stream:
+            self._stream.close()
 
     def advance(self, what: str, amount: int, run_id: str | None) -> None:
         if what not in ("pairs_planned", "pairs"):
@@ -77,8 +90,8 @@ class PairsBar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=0, desc="distances", bar_format=BAR_FORMAT, leave=True,
-                            disable=not sys.stderr.isatty())
+            self.bar = tqdm(total=0, desc="distances", bar_format=BAR_FORMAT, leave=True, file=self._stream,
+                            disable=self._stream is None or not self._stream.isatty())
         if what == "pairs_planned":
             self.bar.total += amount
             self.bar.refresh()

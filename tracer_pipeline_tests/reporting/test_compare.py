@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 
 import numpy as np
 import pytest
@@ -199,10 +200,13 @@ def test_a_comparison_reports_its_distances_as_it_goes_with_the_same_values(monk
         def advance(self, what, amount, run_id):
             self.events.append((what, amount))
 
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
     monkeypatch.setattr(diagram_distances, "PAIRS_PER_STEP", 7)
-    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
-    recorder = Recorder()
-    with progress.listening(recorder), PairsBar() as bar:
+    recorder, terminal = Recorder(), Terminal()
+    with progress.listening(recorder), PairsBar(terminal) as bar:
         stepped = compare_store(runs, embedding_model="m")
     planned = sum(n for what, n in recorder.events if what == "pairs_planned")
     done = [n for what, n in recorder.events if what == "pairs"]
@@ -210,6 +214,7 @@ def test_a_comparison_reports_its_distances_as_it_goes_with_the_same_values(monk
     assert planned == sum(done) == 4 * 435 + sum(range(1, 40))
     assert max(done) == 7 and len(done) > planned // 7
     assert (bar.bar.n, bar.bar.total) == (planned, planned)
+    assert f"{planned}/{planned}" in terminal.getvalue().splitlines()[-1]
     for key, matrix in whole.matrices.items():
         np.testing.assert_array_equal(stepped.matrices[key], matrix)
     assert stepped.nearest == whole.nearest
